@@ -1,0 +1,3 @@
+from coloi.cli import app
+
+app(prog_name="coloi")

@@ -1,0 +1,96 @@
+"""The public API of colourisation backends.
+
+A backend turns the L* plane of a photo into an a*b* plane at a resolution of its choice; the
+pipeline upsamples it and joins it with the photo's own full-resolution L*.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import cv2
+import numpy as np
+
+from coloi.models import ModelEntry, find_model
+
+
+@dataclass(frozen=True)
+class BackendSettings:
+    """What the user chose for a run: the model folder, a model name and CPU threads."""
+
+    model_dir: Path | None = None
+    model_name: str | None = None
+    threads: int | None = None
+
+    def thread_count(self) -> int:
+        return self.threads or os.cpu_count() or 1
+
+
+class Backend(ABC):
+    """A colourisation backend. Subclasses set ``name`` and ``description``.
+
+    A backend is built once per run (it loads its model in ``__init__``) and then called for
+    every photo, so loading work belongs in ``__init__`` and not in :meth:`predict_ab`.
+    """
+
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+
+    @classmethod
+    def unavailable_reason(cls) -> str | None:
+        """Why this backend cannot run here (e.g. a framework is missing), or None if it can.
+
+        Must be cheap: it must not import heavy frameworks.
+        """
+        return None
+
+    @classmethod
+    def auto_priority(cls) -> int:
+        """How strongly ``--backend auto`` should prefer this backend here; negative: never."""
+        return -1
+
+    @abstractmethod
+    def __init__(self, settings: BackendSettings) -> None: ...
+
+    @abstractmethod
+    def predict_ab(self, lightness: np.ndarray) -> np.ndarray:
+        """a*b* (h, w, 2) float32 for an L* plane (H, W) float32 in [0, 100].
+
+        (h, w) may be anything: the pipeline stretches the plane to (H, W), so a model that
+        squashes the photo to a square can return its square output as it is.
+        """
+
+
+class FixedSizeModelBackend(Backend):
+    """A backend whose model takes a square L* input of a fixed size, found in the manifest.
+
+    Subclasses set ``model_format`` (the manifest's ``format`` field they can load) and implement
+    :meth:`load` and :meth:`infer`; the photo is resized to the model's input and back here.
+    """
+
+    model_format: ClassVar[str]
+
+    def __init__(self, settings: BackendSettings) -> None:
+        self.settings = settings
+        self.model: ModelEntry = find_model(self.model_format, settings.model_dir,
+                                            settings.model_name)
+        self.load(self.model, settings)
+
+    @abstractmethod
+    def load(self, model: ModelEntry, settings: BackendSettings) -> None:
+        """Load the verified model file ``model.path``."""
+
+    @abstractmethod
+    def infer(self, lightness: np.ndarray) -> np.ndarray:
+        """a*b* (s/4, s/4, 2) for L* of shape (s, s) with s = ``self.model.input_size``."""
+
+    def predict_ab(self, lightness: np.ndarray) -> np.ndarray:
+        height, width = lightness.shape
+        side = self.model.input_size
+        interpolation = cv2.INTER_AREA if min(height, width) > side else cv2.INTER_LINEAR
+        small = cv2.resize(lightness, (side, side), interpolation=interpolation)
+        return self.infer(small)

@@ -1,0 +1,139 @@
+"""Turning command-line inputs into jobs (source -> output path) and running them safely.
+
+Outputs never replace an input, never replace an existing file unless asked, and are written
+atomically, so a failed or interrupted photo leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from coloi.errors import ColoiError, OutputExists, PhotoError, UnreadablePhoto, UnwritableOutput
+from coloi.imageio import (
+    FORMAT_SUFFIX,
+    IMAGE_SUFFIXES,
+    Limits,
+    encode_photo,
+    read_photo,
+    write_atomically,
+)
+from coloi.pipeline import Colouriser
+
+COLOURISED_SUFFIX = "_colourised"
+SUFFIX_FORMAT = {".jpg": "jpeg", ".jpeg": "jpeg", ".png": "png", ".tif": "tiff",
+                 ".tiff": "tiff", ".webp": "webp", ".bmp": "bmp"}
+
+
+@dataclass(frozen=True)
+class Job:
+    """One photo to colourise and where its output goes."""
+
+    source: Path
+    target: Path
+    format: str
+
+
+def is_candidate(path: Path) -> bool:
+    """An image file by its name, and not a hidden or partial file."""
+    return (path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+            and not path.name.endswith(".coloi-partial"))
+
+
+def output_path(source: Path, relative: Path, output_dir: Path | None, fmt: str | None) -> Path:
+    """Where a source's output goes: ``output_dir/relative`` or beside it, marked as coloured."""
+    suffix = FORMAT_SUFFIX[fmt] if fmt else source.suffix
+    if output_dir is None:
+        return source.with_name(f"{source.stem}{COLOURISED_SUFFIX}{suffix}")
+    return (output_dir / relative).with_suffix(suffix)
+
+
+def plan_jobs(inputs: Iterable[Path], output_dir: Path | None,
+              fmt: str | None) -> Iterator[Job | PhotoError]:
+    """Jobs for files and (recursively) folders; a PhotoError for each input that is unusable."""
+    output_root = output_dir.resolve() if output_dir else None
+    for argument in inputs:
+        if argument.is_dir():
+            for path in sorted(argument.rglob("*")):
+                if not is_candidate(path) or not path.is_file():
+                    continue
+                if output_root and output_root in path.resolve().parents:
+                    continue  # earlier outputs inside the input folder are not inputs
+                if output_dir is None and path.stem.endswith(COLOURISED_SUFFIX):
+                    continue
+                yield _job(path, path.relative_to(argument), output_dir, fmt)
+        elif argument.exists() or argument.is_symlink():
+            yield _job(argument, Path(argument.name), output_dir, fmt)
+        else:
+            yield UnreadablePhoto(argument, "no such file or folder")
+
+
+def _job(source: Path, relative: Path, output_dir: Path | None,
+         fmt: str | None) -> Job | PhotoError:
+    chosen = fmt or SUFFIX_FORMAT.get(source.suffix.lower())
+    if chosen is None:
+        return UnreadablePhoto(source, f"unknown image type {source.suffix!r} "
+                                       f"(use --format to name the output format)")
+    target = output_path(source, relative, output_dir, fmt)
+    if target.exists() and target.resolve() == source.resolve():
+        return UnwritableOutput(target, "output would replace its input")
+    return Job(source, target, chosen)
+
+
+def colourise_file(job: Job, colouriser: Colouriser, limits: Limits,
+                   overwrite: bool = False, quality: int = 95) -> None:
+    """Read, colourise and write one photo; raises only PhotoError."""
+    if not overwrite and job.target.exists():
+        raise OutputExists(job.target, "output already exists (use --overwrite to replace it)")
+    photo = read_photo(job.source, limits)
+    try:
+        pixels = colouriser.colourise(photo)
+        data = encode_photo(pixels, job.format, photo.exif, photo.icc_profile, quality)
+    except ColoiError as error:
+        raise PhotoError(job.source, str(error)) from None
+    except (ValueError, MemoryError, OSError) as error:
+        raise PhotoError(job.source, f"colourisation failed: {type(error).__name__}: {error}")\
+            from None
+    try:
+        job.target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UnwritableOutput(job.target.parent,
+                               f"cannot create folder ({error.strerror})") from None
+    write_atomically(job.target, data, overwrite=overwrite)
+
+
+@dataclass
+class Outcome:
+    """The result of one job, for progress reporting and the exit code."""
+
+    source: Path
+    target: Path | None
+    error: PhotoError | None
+    seconds: float
+    skipped: bool = False
+
+
+def run_jobs(items: Iterable[Job | PhotoError], colouriser: Colouriser, limits: Limits,
+             overwrite: bool = False, skip_existing: bool = False, quality: int = 95,
+             report: Callable[[Outcome], None] = lambda outcome: None) -> list[Outcome]:
+    """Run every job, carrying on past failures; each outcome is reported as it happens."""
+    outcomes = []
+    for item in items:
+        started = time.perf_counter()
+        if isinstance(item, PhotoError):
+            outcome = Outcome(item.path, None, item, 0.0)
+        elif skip_existing and not overwrite and item.target.exists():
+            outcome = Outcome(item.source, item.target, None, 0.0, skipped=True)
+        else:
+            try:
+                colourise_file(item, colouriser, limits, overwrite, quality)
+                outcome = Outcome(item.source, item.target, None,
+                                  time.perf_counter() - started)
+            except PhotoError as error:
+                outcome = Outcome(item.source, item.target, error,
+                                  time.perf_counter() - started)
+        report(outcome)
+        outcomes.append(outcome)
+    return outcomes

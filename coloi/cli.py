@@ -1,0 +1,315 @@
+"""The ``coloi`` command line. Each command's docstring is its help text.
+
+Heavy frameworks are imported only inside commands that load a backend or train, so
+``coloi --help``, ``coloi --version`` and ``coloi plugins`` stay instant.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, NoReturn
+
+import typer
+
+from coloi import __version__
+from coloi.errors import ColoiError
+
+if TYPE_CHECKING:
+    from coloi.pipeline import Colouriser
+    from coloi.plugin_host import Registry
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Colourise black-and-white photographs automatically.")
+log = logging.getLogger("coloi")
+
+# Options shared by several commands, declared once.
+BackendOption = Annotated[str, typer.Option(
+    "--backend", "-b", help="Backend: tflite, tf-gpu, auto (tf-gpu when TensorFlow and a GPU "
+                            "are present, else tflite), or one a plugin adds.")]
+ModelDirOption = Annotated[Path | None, typer.Option(
+    "--model-dir", help="Folder with manifest.json and model files (default: $COLOI_MODEL_DIR, "
+                        "else the models shipped with coloi).")]
+ModelOption = Annotated[str | None, typer.Option(
+    "--model", help="Model name from the manifest (default: the first of the backend's format).")]
+ThreadsOption = Annotated[int | None, typer.Option(
+    "--threads", min=1, help="CPU threads for inference (default: all cores).")]
+PreOption = Annotated[list[str] | None, typer.Option(
+    "--pre", help="Preprocess step NAME[:key=value,...]; repeat to chain, in order.")]
+PostOption = Annotated[list[str] | None, typer.Option(
+    "--post", help="Postprocess step NAME[:key=value,...]; repeat to chain, in order.")]
+FormatOption = Annotated[str | None, typer.Option(
+    "--format", "-f", help="Output format: jpeg, png, tiff, webp or bmp (default: the input's).")]
+MaxPixelsOption = Annotated[int, typer.Option(
+    "--max-pixels", min=1, help="Refuse photos with more pixels than this (protects memory).")]
+
+
+def fail(message: str) -> NoReturn:
+    """Print a one-line error and exit with status 1."""
+    typer.echo(f"coloi: error: {message}", err=True)
+    raise typer.Exit(1)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"coloi {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+    block_plugin: Annotated[list[str] | None, typer.Option(
+        "--block-plugin", help="Do not load the plugin with this entry-point name (repeatable; "
+                               "also $COLOI_BLOCK_PLUGINS=a,b).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only print errors.")] = False,
+) -> None:
+    """Colourise black-and-white photographs automatically."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("coloi: %(message)s"))
+    log.handlers[:] = [handler]
+    log.setLevel(logging.WARNING if quiet else logging.INFO)
+    log.propagate = False
+    _BLOCKED.update(block_plugin or [])
+
+
+_BLOCKED: set[str] = set()
+
+
+def _registry() -> Registry:
+    from coloi.plugin_host import get_registry
+
+    return get_registry(_BLOCKED)
+
+
+def _colouriser(backend: str, model_dir: Path | None, model: str | None, threads: int | None,
+                pre: list[str] | None, post: list[str] | None) -> Colouriser:
+    """Load the plugins, check the steps, then load the backend's model (once per run)."""
+    from coloi.backend import BackendSettings
+    from coloi.config import step_specs
+    from coloi.pipeline import Colouriser
+    from coloi.steps import parse_step_spec
+
+    registry = _registry()
+    backend_cls = registry.backend(backend)
+    pre_specs, post_specs = step_specs(pre, post)
+    preprocess = [registry.step("preprocess", *parse_step_spec(s)) for s in pre_specs]
+    postprocess = [registry.step("postprocess", *parse_step_spec(s)) for s in post_specs]
+    settings = BackendSettings(model_dir, model, threads)
+    return Colouriser(backend_cls(settings), preprocess, postprocess)  # type: ignore[arg-type]
+
+
+@app.command()
+def run(
+    inputs: Annotated[list[Path], typer.Argument(help="Photos and folders (searched "
+                                                      "recursively for image files).")],
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="Folder for the outputs, mirroring each folder argument's tree. "
+                               "Default: beside each input, as NAME_colourised.EXT.")] = None,
+    backend: BackendOption = "auto",
+    fmt: FormatOption = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace existing outputs.")] = False,
+    skip_existing: Annotated[bool, typer.Option(
+        help="Skip photos whose output already exists instead of failing them.")] = False,
+    quality: Annotated[int, typer.Option(min=1, max=100,
+                                         help="JPEG/WebP output quality.")] = 95,
+    threads: ThreadsOption = None,
+    model_dir: ModelDirOption = None,
+    model: ModelOption = None,
+    pre: PreOption = None,
+    post: PostOption = None,
+    max_pixels: MaxPixelsOption = 100_000_000,
+) -> None:
+    """Colourise photos and folders of photos.
+
+    Inputs are never changed and existing files are never replaced unless --overwrite is
+    given; outputs are written atomically. A photo that fails is reported on one line and the
+    others are still done; the exit status is 1 if any failed.
+    """
+    from coloi.batch import Outcome, plan_jobs, run_jobs
+    from coloi.imageio import FORMAT_SUFFIX, Limits
+
+    if fmt is not None and fmt not in FORMAT_SUFFIX:
+        fail(f"unknown format {fmt!r} (choose from {', '.join(FORMAT_SUFFIX)})")
+    try:
+        items = list(plan_jobs(inputs, output, fmt))
+        colouriser = _colouriser(backend, model_dir, model, threads, pre, post)
+    except ColoiError as error:
+        fail(str(error))
+
+    progress = None
+    if len(items) > 1 and sys.stderr.isatty():
+        from rich.progress import Progress
+
+        progress = Progress(transient=True, console=None)
+        task = progress.add_task("colourising", total=len(items))
+        progress.start()
+
+    def report(outcome: Outcome) -> None:
+        if outcome.error is not None:
+            typer.echo(f"coloi: {outcome.error}", err=True)
+        elif outcome.skipped:
+            log.info("%s: skipped, output exists", outcome.source)
+        else:
+            typer.echo(str(outcome.target))
+        if progress is not None:
+            progress.advance(task)
+
+    started = time.perf_counter()
+    try:
+        outcomes = run_jobs(items, colouriser, Limits(max_pixels=max_pixels), overwrite,
+                            skip_existing, quality, report)
+    finally:
+        if progress is not None:
+            progress.stop()
+    failed = sum(o.error is not None for o in outcomes)
+    skipped = sum(o.skipped for o in outcomes)
+    done = len(outcomes) - failed - skipped
+    log.info("%d colourised, %d failed, %d skipped in %.1f s", done, failed, skipped,
+             time.perf_counter() - started)
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def plugins(
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array.")] = False,
+) -> None:
+    """List the installed backends and steps, and the plugin that provides each."""
+    try:
+        registry = _registry()
+    except ColoiError as error:
+        fail(str(error))
+    rows = [{"name": r.name, "kind": r.kind, "plugin": r.plugin, "distribution": r.distribution,
+             "version": r.version, "description": r.cls.description,
+             "available": (r.cls.unavailable_reason() or "yes") if r.kind == "backend" else "yes"}
+            for r in registry.all()]
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        note = "" if row["available"] == "yes" else f"  [unavailable: {row['available']}]"
+        typer.echo(f"{row['kind']:<12} {row['name']:<16} {row['plugin']:<20} "
+                   f"{row['description']}{note}")
+
+
+def _need_keras(command: str) -> None:
+    import importlib.util
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if importlib.util.find_spec("keras") is None or (
+            os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow"
+            and importlib.util.find_spec("tensorflow") is None):
+        fail(f"coloi {command} needs TensorFlow and Keras: pip install 'coloi[tf]'")
+
+
+@app.command()
+def train(
+    photos: Annotated[Path, typer.Argument(help="Folder of colour photos to learn from.")],
+    run_dir: Annotated[Path, typer.Argument(help="Folder for checkpoints, the training log "
+                                                 "and run.json.")],
+    val: Annotated[Path | None, typer.Option(help="Folder of colour photos measured after "
+                                                  "every epoch.")] = None,
+    epochs: Annotated[int, typer.Option(min=1)] = 36,
+    size: Annotated[int, typer.Option(min=32, help="Training crop size (multiple of 32).")] = 128,
+    batch_size: Annotated[int, typer.Option(min=1)] = 32,
+    learning_rate: Annotated[float, typer.Option()] = 1e-3,
+    width: Annotated[int, typer.Option(min=8, help="Decoder width.")] = 96,
+    pretrained: Annotated[Path | None, typer.Option(
+        help="Keras MobileNet (alpha 0.25, no top) .h5 weights for the encoder.")] = None,
+    cache_dir: Annotated[Path | None, typer.Option(
+        help="Folder to keep the decoded photo packs in between runs.")] = None,
+    resume: Annotated[bool, typer.Option(
+        "--resume", help="Continue the run in RUN_DIR from its last checkpoint.")] = False,
+) -> None:
+    """Train the colourisation network on a folder of colour photos.
+
+    Each photo is turned grey with OpenCV; the network learns its a*b* colour from its L*.
+    Progress is printed once per epoch; a checkpoint and a log row are written after each.
+    """
+    _need_keras("train")
+    if size % 32:
+        fail("--size must be a multiple of 32")
+    if not resume and (run_dir / "run.json").exists():
+        fail(f"{run_dir}: a run is already there (use --resume to continue it)")
+    if resume and not (run_dir / "checkpoint.keras").exists():
+        fail(f"{run_dir}: no checkpoint to resume from")
+    from coloi.training.train import TrainConfig
+    from coloi.training.train import train as train_run
+
+    config = TrainConfig(train_dir=str(photos), val_dir=str(val) if val else None, size=size,
+                         batch_size=batch_size, epochs=epochs, learning_rate=learning_rate,
+                         pretrained=str(pretrained) if pretrained else None, width=width,
+                         cache_dir=str(cache_dir) if cache_dir else None)
+    train_run(run_dir, None if resume else config, resume, say=typer.echo)
+
+
+@app.command()
+def export(
+    run_dir: Annotated[Path, typer.Argument(help="A training run folder.")],
+    model_dir: Annotated[Path, typer.Argument(help="Model folder to write into (its "
+                                                   "manifest.json is updated).")],
+    calibration: Annotated[Path, typer.Option(help="Colour photos to calibrate int8 on.")],
+    check: Annotated[Path, typer.Option(help="Colour photos to compare int8 with float on.")],
+    name: Annotated[str, typer.Option(help="Model name in the manifest.")] = "coloi",
+    temperature: Annotated[float, typer.Option(
+        min=0.05, max=2.0, help="Annealed-mean temperature: 1 = mean (muted), lower = "
+                                "more vivid.")] = 0.6,
+    size: Annotated[int, typer.Option(help="Fixed input size of the models.")] = 256,
+) -> None:
+    """Export a run's best weights as the Keras model and its int8 TFLite twin."""
+    _need_keras("export")
+    from coloi.training.export import export as export_run
+
+    export_run(run_dir, model_dir, name, temperature, size, calibration, check, say=typer.echo)
+
+
+@app.command("eval")
+def evaluate(
+    truth: Annotated[Path, typer.Argument(help="Folder of colour photos (the truth).")],
+    backend: BackendOption = "auto",
+    model_dir: ModelDirOption = None,
+    model: ModelOption = None,
+    threads: ThreadsOption = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Use only the first N photos.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    sheet: Annotated[Path | None, typer.Option(
+        help="Write a picture with rows grey | coloi | truth.")] = None,
+    sheet_rows: Annotated[int, typer.Option(min=1)] = 12,
+    pre: PreOption = None,
+    post: PostOption = None,
+) -> None:
+    """Measure colourisation of grey copies of colour photos against the originals.
+
+    Reports PSNR (RGB), AuC of the a*b* error (thresholds 0-150) and colourfulness as a ratio to
+    the truth's, each beside the grey baseline (a* = b* = 0).
+    """
+    from coloi.batch import is_candidate
+    from coloi.evaluate import contact_sheet
+    from coloi.evaluate import evaluate as run_eval
+    from coloi.imageio import encode_photo, write_atomically
+
+    files = sorted(p for p in truth.rglob("*") if is_candidate(p) and p.is_file())[:limit]
+    if not files:
+        fail(f"{truth}: no photos found")
+    try:
+        colouriser = _colouriser(backend, model_dir, model, threads, pre or [], post or [])
+        result = run_eval(files, colouriser, sheet_rows if sheet else 0)
+        if sheet:
+            write_atomically(sheet, encode_photo(contact_sheet(result.rows), "png"),
+                             overwrite=True)
+    except ColoiError as error:
+        fail(str(error))
+    if as_json:
+        typer.echo(json.dumps(result.as_dict(), indent=2))
+        return
+    typer.echo(f"{result.photos} photos, backend {colouriser.backend.name}")
+    typer.echo(f"{'':<10}{'PSNR dB':>10}{'AuC':>10}{'colourfulness':>16}")
+    for label, scores in (("coloi", result.coloi), ("grey", result.grey)):
+        typer.echo(f"{label:<10}{scores['psnr']:>10.2f}{scores['auc']:>10.4f}"
+                   f"{scores['colourfulness_ratio']:>16.3f}")

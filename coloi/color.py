@@ -1,0 +1,67 @@
+"""CIE Lab helpers shared by the pipeline, training and evaluation.
+
+Conventions follow OpenCV's float Lab: L* in [0, 100], a* and b* roughly in [-127, 127],
+for BGR input scaled to [0, 1]. A photo is turned grey with OpenCV's luma weights, and its
+lightness is the L* of that grey, so training and inference see exactly the same channel.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import cv2
+import numpy as np
+
+
+def to_grey(image: np.ndarray) -> np.ndarray:
+    """Return the single-channel grey version of a BGR, BGRA or grey image, same dtype."""
+    if image.ndim == 2:
+        return image
+    if image.shape[2] == 1:
+        return image[:, :, 0]
+    if image.shape[2] == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2GRAY)
+    return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+
+
+@functools.cache
+def _lightness_lut(levels: int) -> np.ndarray:
+    """L* of the neutral grey (v, v, v) for every integer grey level v < levels."""
+    ramp = (np.arange(levels, dtype=np.float32) / (levels - 1)).reshape(1, -1, 1)
+    lab = cv2.cvtColor(np.repeat(ramp, 3, axis=2), cv2.COLOR_BGR2Lab)
+    return np.ascontiguousarray(lab[0, :, 0])
+
+
+def lightness(grey: np.ndarray) -> np.ndarray:
+    """L* (float32, 0-100) of a grey image given as uint8, uint16 or float in [0, 1].
+
+    Integer images go through a lookup table (exact, and far cheaper than the Lab formula on a
+    large scan); float images are quantised to 16 bits first, which is below L*'s precision.
+    """
+    if grey.dtype == np.uint8:
+        return _lightness_lut(256)[grey]
+    if grey.dtype == np.uint16:
+        return _lightness_lut(65536)[grey]
+    levels = np.clip(grey, 0.0, 1.0) * 65535.0 + 0.5
+    return _lightness_lut(65536)[levels.astype(np.uint16)]
+
+
+def bgr_to_lab(bgr: np.ndarray) -> np.ndarray:
+    """Float32 Lab of a uint8 or uint16 BGR image."""
+    scale = 255.0 if bgr.dtype == np.uint8 else 65535.0
+    return cv2.cvtColor(bgr.astype(np.float32) / np.float32(scale), cv2.COLOR_BGR2Lab)
+
+
+def lab_to_bgr(lightness_plane: np.ndarray, ab: np.ndarray) -> np.ndarray:
+    """Float32 BGR in [0, 1] from an L* plane (H, W) and an a*b* plane (H, W, 2)."""
+    lab = np.empty((*lightness_plane.shape, 3), dtype=np.float32)
+    lab[:, :, 0] = lightness_plane
+    lab[:, :, 1:] = ab
+    bgr = cv2.cvtColor(lab, cv2.COLOR_Lab2BGR)
+    return np.clip(bgr, 0.0, 1.0, out=bgr)
+
+
+def ab_of_grey_photo(bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(L* of the photo's grey copy, a*b* of the photo): the network's input and target."""
+    lab = bgr_to_lab(bgr)
+    return lightness(to_grey(bgr)), lab[:, :, 1:]

@@ -1,0 +1,51 @@
+"""coloi's exceptions: one tree, so that one place (the CLI or the daemon) turns them into
+one-line messages. Every message names the thing it is about and says what went wrong."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class ColoiError(Exception):
+    """Base of every error coloi reports to a user."""
+
+
+class PhotoError(ColoiError):
+    """A photo could not be read, colourised or written; names the file and the reason."""
+
+    def __init__(self, path: Path | str, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = Path(path)
+        self.reason = reason
+
+
+class UnreadablePhoto(PhotoError):
+    """The input is missing, empty, truncated, not an image or in an unsupported form."""
+
+
+class PhotoTooLarge(UnreadablePhoto):
+    """The input is over a configured limit (pixels or bytes)."""
+
+
+class OutputExists(PhotoError):
+    """The output is already there and overwriting was not asked for."""
+
+
+class UnwritableOutput(PhotoError):
+    """The output could not be written (permissions, full disk, bad folder)."""
+
+
+class ModelError(ColoiError):
+    """A model is missing from the manifest, unreadable, or fails its integrity check."""
+
+
+class BackendUnavailable(ColoiError):
+    """A backend cannot run here (its framework is not installed, or it is unknown)."""
+
+
+class PluginError(ColoiError):
+    """A plugin failed to load or registered something invalid or duplicated."""
+
+
+class StepOptionError(ColoiError):
+    """A preprocess or postprocess step was given an unknown or invalid option."""

@@ -1,0 +1,59 @@
+"""The colourisation pipeline for one photo.
+
+grey copy -> preprocess steps -> L* -> backend predicts a*b* at its own resolution -> a*b*
+upsampled to full resolution and joined with the photo's own full-resolution L* ->
+postprocess steps -> BGR at the input's bit depth, with the input's alpha channel kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from coloi.backend import Backend
+from coloi.color import lab_to_bgr, lightness, to_grey
+from coloi.imageio import Photo
+from coloi.steps import LabPhoto, PostprocessStep, PreprocessStep
+
+
+def _as_unit_float(grey: np.ndarray) -> np.ndarray:
+    scale = 255.0 if grey.dtype == np.uint8 else 65535.0
+    return grey.astype(np.float32) * np.float32(1.0 / scale)
+
+
+def _to_depth(bgr: np.ndarray, bit_depth: int) -> np.ndarray:
+    if bit_depth == 8:
+        return cv2.convertScaleAbs(bgr, alpha=255.0)
+    return (bgr * 65535.0 + 0.5).astype(np.uint16)
+
+
+@dataclass
+class Colouriser:
+    """A backend and the chosen steps, applied to photo after photo."""
+
+    backend: Backend
+    preprocess: Sequence[PreprocessStep] = ()
+    postprocess: Sequence[PostprocessStep] = ()
+
+    def colourise(self, photo: Photo) -> np.ndarray:
+        """The colourised pixels: BGR (or BGRA when the input had alpha and kept its size)."""
+        grey = to_grey(photo.pixels)
+        if self.preprocess:
+            grey = _as_unit_float(grey)
+            for step in self.preprocess:
+                grey = np.clip(step.process(grey), 0.0, 1.0).astype(np.float32, copy=False)
+        plane = lightness(grey)
+        height, width = plane.shape
+        ab_small = self.backend.predict_ab(plane).astype(np.float32, copy=False)
+        ab = cv2.resize(ab_small, (width, height), interpolation=cv2.INTER_LINEAR)
+        lab = LabPhoto(plane, ab)
+        for step in self.postprocess:
+            lab = step.process(lab)
+        bgr = _to_depth(lab_to_bgr(lab.lightness, lab.ab), photo.bit_depth)
+        pixels = photo.pixels
+        if pixels.ndim == 3 and pixels.shape[2] == 4 and pixels.shape[:2] == bgr.shape[:2]:
+            bgr = np.dstack([bgr, pixels[:, :, 3]])
+        return bgr

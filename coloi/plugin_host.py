@@ -1,0 +1,157 @@
+"""The plugin host: loads plugins from the ``coloi`` entry-point group and builds the registry
+of backends and steps they provide.
+
+Nothing is loaded at import time; commands call :func:`get_registry`. Autoload of third-party
+plugins can be switched off with ``COLOI_DISABLE_PLUGIN_AUTOLOAD=1`` (coloi's own entry points
+still load, and ``COLOI_PLUGINS=a,b`` names third-party ones to load anyway), and any plugin can
+be blocked by its entry-point name with ``COLOI_BLOCK_PLUGINS=a,b`` or ``--block-plugin``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any
+
+import pluggy
+
+from coloi import hookspecs
+from coloi.backend import Backend
+from coloi.errors import BackendUnavailable, PluginError
+from coloi.steps import PostprocessStep, PreprocessStep, Step
+
+ENTRY_POINT_GROUP = "coloi"
+DISABLE_AUTOLOAD_ENV = "COLOI_DISABLE_PLUGIN_AUTOLOAD"
+ENABLE_ENV = "COLOI_PLUGINS"
+BLOCK_ENV = "COLOI_BLOCK_PLUGINS"
+OWN_DISTRIBUTION = "coloi"
+
+from coloi import hookimpl  # noqa: E402,F401 - re-exported for plugins
+
+
+def _names(env: str) -> set[str]:
+    return {n.strip() for n in os.environ.get(env, "").split(",") if n.strip()}
+
+
+@dataclass(frozen=True)
+class Registration:
+    """Something a plugin registered, and which plugin (entry point) registered it."""
+
+    name: str
+    kind: str
+    cls: type
+    plugin: str
+    distribution: str
+    version: str
+
+
+@dataclass
+class Registry:
+    """Name -> registration maps for backends and steps, built once at start-up."""
+
+    backends: dict[str, Registration] = field(default_factory=dict)
+    preprocessors: dict[str, Registration] = field(default_factory=dict)
+    postprocessors: dict[str, Registration] = field(default_factory=dict)
+    plugins: list[dict[str, Any]] = field(default_factory=list)
+
+    def all(self) -> list[Registration]:
+        return [*self.backends.values(), *self.preprocessors.values(),
+                *self.postprocessors.values()]
+
+    def backend(self, name: str) -> type[Backend]:
+        """The backend class called ``name``; ``auto`` picks the best available one here."""
+        if name == "auto":
+            ranked = sorted(
+                (r for r in self.backends.values()
+                 if r.cls.auto_priority() >= 0 and r.cls.unavailable_reason() is None),
+                key=lambda r: -r.cls.auto_priority())
+            if not ranked:
+                raise BackendUnavailable("no backend can run here (--backend auto)")
+            return ranked[0].cls
+        if name not in self.backends:
+            raise BackendUnavailable(f"unknown backend {name!r} "
+                                     f"(installed: {', '.join(sorted(self.backends))})")
+        cls = self.backends[name].cls
+        reason = cls.unavailable_reason()
+        if reason:
+            raise BackendUnavailable(f"backend {name!r} cannot run here: {reason}")
+        return cls
+
+    def step(self, kind: str, name: str, options: dict[str, Any]) -> Step:
+        table = self.preprocessors if kind == "preprocess" else self.postprocessors
+        if name not in table:
+            raise PluginError(f"unknown {kind} step {name!r} "
+                              f"(installed: {', '.join(sorted(table)) or 'none'})")
+        step: Step = table[name].cls(**options)
+        return step
+
+
+def get_plugin_manager(blocked: set[str] | None = None) -> pluggy.PluginManager:
+    """A plugin manager with coloi's hookspecs and every allowed ``coloi`` entry point loaded.
+
+    Each plugin is registered under its entry-point name. A plugin that fails to import raises
+    :class:`PluginError` naming it.
+    """
+    manager = pluggy.PluginManager("coloi")
+    manager.add_hookspecs(hookspecs)
+    manager.coloi_sources = {}  # type: ignore[attr-defined]  # plugin -> (distribution, version)
+    blocked = (blocked or set()) | _names(BLOCK_ENV)
+    autoload = os.environ.get(DISABLE_AUTOLOAD_ENV, "") in ("", "0")
+    enabled = _names(ENABLE_ENV)
+    for entry_point in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        if entry_point.name in blocked:
+            manager.set_blocked(entry_point.name)
+            continue
+        if manager.get_plugin(entry_point.name) is not None:
+            continue
+        dist = entry_point.dist.name if entry_point.dist else ""
+        if not (autoload or dist == OWN_DISTRIBUTION or entry_point.name in enabled):
+            continue
+        try:
+            plugin = entry_point.load()
+        except Exception as error:  # noqa: BLE001 - any failure of a plugin's own code
+            raise PluginError(
+                f"plugin {entry_point.name!r} ({entry_point.value}) failed to load: "
+                f"{type(error).__name__}: {error} (block it with {BLOCK_ENV}={entry_point.name})"
+            ) from None
+        manager.register(plugin, name=entry_point.name)
+        version = entry_point.dist.version if entry_point.dist else ""
+        manager.coloi_sources[entry_point.name] = (dist, version)  # type: ignore[attr-defined]
+    return manager
+
+
+def build_registry(manager: pluggy.PluginManager) -> Registry:
+    """Collect every plugin's registrations; a duplicate name is a :class:`PluginError`."""
+    sources: dict[str, tuple[str, str]] = getattr(manager, "coloi_sources", {})
+    registry = Registry()
+    hooks = (("backend", manager.hook.coloi_register_backends, registry.backends, Backend),
+             ("preprocess", manager.hook.coloi_register_preprocessors, registry.preprocessors,
+              PreprocessStep),
+             ("postprocess", manager.hook.coloi_register_postprocessors,
+              registry.postprocessors, PostprocessStep))
+    provided: dict[str, list[str]] = {name: [] for name, _ in manager.list_name_plugin()}
+    for kind, hook, table, base in hooks:
+        # Called implementation by implementation, to know which plugin gave which class.
+        for impl in reversed(hook.get_hookimpls()):
+            provided[impl.plugin_name].append(hook.name)
+            dist, version = sources.get(impl.plugin_name, ("", ""))
+            for cls in impl.function() or []:
+                if not (isinstance(cls, type) and issubclass(cls, base)):
+                    raise PluginError(f"plugin {impl.plugin_name!r}: {hook.name} returned "
+                                      f"{cls!r}, not a subclass of {base.__name__}")
+                if cls.name in table:
+                    raise PluginError(f"plugin {impl.plugin_name!r}: {kind} {cls.name!r} is "
+                                      f"already registered by plugin {table[cls.name].plugin!r}")
+                table[cls.name] = Registration(cls.name, kind, cls, impl.plugin_name, dist,
+                                               version)
+    registry.plugins = [
+        {"name": name, "distribution": sources.get(name, ("", ""))[0],
+         "version": sources.get(name, ("", ""))[1], "hooks": hooks_of}
+        for name, hooks_of in provided.items()]
+    return registry
+
+
+def get_registry(blocked: set[str] | None = None) -> Registry:
+    """Load the plugins and build the registry (the one call commands make)."""
+    return build_registry(get_plugin_manager(blocked))

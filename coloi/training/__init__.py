@@ -1,0 +1,1 @@
+"""Training, export and evaluation of coloi's network (needs the ``tf`` extra for Keras)."""

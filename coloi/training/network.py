@@ -1,0 +1,157 @@
+"""The colourisation network, written in backend-agnostic Keras 3 (``keras.ops`` only).
+
+L* goes in; the network predicts, at a quarter of the input resolution, a distribution over
+quantised a*b* colour bins (Zhang et al. 2016). The exported model ends with an annealed-mean
+read-out that turns the distribution into one a*b* value per pixel: temperature 1 gives the mean
+(accurate but muted), lower temperatures move towards the mode (vivid). Upsampling inside the
+network is nearest-neighbour only, since bilinear resizing breaks under full-integer int8
+quantisation; the smooth upsampling to full resolution is done by the pipeline.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+from keras import layers, ops
+
+ENCODER_SKIPS = ("conv_pw_3_relu", "conv_pw_5_relu", "conv_pw_11_relu", "conv_pw_13_relu")
+
+
+@keras.saving.register_keras_serializable(package="coloi")
+class AnnealedMean(layers.Layer):
+    """Logits over colour bins -> expected a*b* under softmax(logits / temperature)."""
+
+    def __init__(self, bins: Any, temperature: float = 1.0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.bins = np.asarray(bins, dtype="float32")
+        self.temperature = float(temperature)
+
+    def call(self, logits: Any) -> Any:
+        probs = ops.softmax(logits / self.temperature, axis=-1)
+        return ops.matmul(probs, ops.convert_to_tensor(self.bins))
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update(bins=self.bins.tolist(), temperature=self.temperature)
+        return config
+
+
+def _conv(x: Any, filters: int, name: str, dilation: int = 1) -> Any:
+    x = layers.Conv2D(filters, 3, padding="same", use_bias=False, dilation_rate=dilation,
+                      name=f"{name}_conv")(x)
+    x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    return layers.ReLU(name=f"{name}_relu")(x)
+
+
+def _grey_mobilenet(pretrained: Path | None) -> keras.Model:
+    """MobileNet v1 (alpha 0.25) on one grey channel, optionally with ImageNet weights.
+
+    The RGB model's first kernel summed over its input channels gives the same response to a grey
+    image as the RGB model gives to that image repeated on three channels.
+    """
+    grey = keras.applications.MobileNet(input_shape=(None, None, 1), alpha=0.25,
+                                        include_top=False, weights=None)
+    if pretrained is not None:
+        rgb = keras.applications.MobileNet(input_shape=(224, 224, 3), alpha=0.25,
+                                           include_top=False, weights=None)
+        rgb.load_weights(str(pretrained))
+        for source, target in zip(rgb.layers, grey.layers, strict=True):
+            weights = source.get_weights()
+            if source.name == "conv1":
+                weights = [weights[0].sum(axis=2, keepdims=True)]
+            target.set_weights(weights)
+    return grey
+
+
+def build_network(num_bins: int, pretrained: Path | None = None, width: int = 96) -> keras.Model:
+    """The logits network: L* (B, H, W, 1) in [0, 100] -> bin logits (B, H/4, W/4, bins).
+
+    H and W must be multiples of 32.
+    """
+    lightness = keras.Input((None, None, 1), name="lightness")
+    x = layers.Rescaling(1.0 / 50.0, offset=-1.0, name="to_unit_range")(lightness)
+    encoder = _grey_mobilenet(pretrained)
+    features = keras.Model(encoder.input, [encoder.get_layer(n).output for n in ENCODER_SKIPS],
+                           name="encoder")
+    quarter, eighth, sixteenth, bottom = features(x)
+
+    y = layers.UpSampling2D(2, interpolation="nearest", name="up16")(bottom)
+    y = layers.Concatenate(name="cat16")([y, sixteenth])
+    y = _conv(y, 2 * width, "dec16")
+    y = layers.UpSampling2D(2, interpolation="nearest", name="up8")(y)
+    y = layers.Concatenate(name="cat8")([y, eighth])
+    y = _conv(y, width, "dec8a")
+    y = _conv(y, width, "dec8b", dilation=2)
+    y = layers.UpSampling2D(2, interpolation="nearest", name="up4")(y)
+    y = layers.Concatenate(name="cat4")([y, quarter])
+    y = _conv(y, width, "dec4a")
+    y = _conv(y, width, "dec4b")
+    logits = layers.Conv2D(num_bins, 1, name="bin_logits")(y)
+    return keras.Model(lightness, logits, name="coloi_logits")
+
+
+def inference_model(logits_model: keras.Model, bins: np.ndarray, temperature: float,
+                    size: int | None = None) -> keras.Model:
+    """The shipped model: L* in, a*b* at a quarter of the input resolution out."""
+    shape = (size, size, 1) if size else (None, None, 1)
+    lightness = keras.Input(shape, name="lightness")
+    ab = AnnealedMean(bins, temperature, name="annealed_mean")(logits_model(lightness))
+    return keras.Model(lightness, ab, name="coloi")
+
+
+class RebalancedBinLoss(keras.losses.Loss):
+    """Cross-entropy against soft-encoded a*b* targets, weighted to favour rare colours.
+
+    ``y_true`` is the target a*b* at the logits' resolution (B, h, w, 2). Each pixel's target is
+    a Gaussian (sigma 5) over the bins, and its weight is the rebalancing weight of its nearest
+    bin, so that desaturated colours do not dominate (Zhang et al. 2016, section 2.2).
+    """
+
+    def __init__(self, bins: Any, weights: Any, sigma: float = 5.0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.bins = np.asarray(bins, dtype="float32")
+        self.weights = np.asarray(weights, dtype="float32")
+        self.sigma = float(sigma)
+
+    def call(self, y_true: Any, y_pred: Any) -> Any:
+        bins = ops.convert_to_tensor(self.bins)
+        dist2 = (ops.sum(ops.square(y_true), axis=-1, keepdims=True)
+                 - 2.0 * ops.matmul(y_true, ops.transpose(bins))
+                 + ops.sum(ops.square(bins), axis=-1))
+        target = ops.softmax(-dist2 / (2.0 * self.sigma**2), axis=-1)
+        weight = ops.take(ops.convert_to_tensor(self.weights), ops.argmin(dist2, axis=-1))
+        cross_entropy = -ops.sum(target * ops.log_softmax(y_pred, axis=-1), axis=-1)
+        return weight * cross_entropy
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update(bins=self.bins.tolist(), weights=self.weights.tolist(), sigma=self.sigma)
+        return config
+
+
+def colour_bins(ab_samples: np.ndarray, grid: float = 10.0, min_share: float = 2e-6,
+                rebalance: float = 0.5, sigma_bins: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    """Bins (Q, 2) of the a*b* grid that the photos use, and their rebalancing weights (Q,).
+
+    A bin is kept when at least ``min_share`` of the sampled pixels fall in it. Weights are
+    ``1 / ((1 - rebalance) * smoothed_prior + rebalance / Q)``, normalised to a mean of 1 under
+    the prior.
+    """
+    ab = ab_samples.reshape(-1, 2)
+    index = np.round(ab / grid).astype(np.int64)
+    keys, counts = np.unique(index, axis=0, return_counts=True)
+    share = counts / counts.sum()
+    keep = share >= min_share
+    bins = (keys[keep] * grid).astype("float32")
+    prior = share[keep]
+    # Smooth the prior over neighbouring bins (Gaussian in bin units), as in the paper.
+    d2 = ((keys[keep][:, None, :] - keys[keep][None, :, :]) ** 2).sum(-1)
+    kernel = np.exp(-d2 / (2 * sigma_bins**2))
+    prior = kernel @ prior / kernel.sum(1)
+    prior /= prior.sum()
+    weights = 1.0 / ((1 - rebalance) * prior + rebalance / len(bins))
+    weights /= (weights * prior).sum()
+    return bins, weights.astype("float32")

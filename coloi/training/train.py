@@ -1,0 +1,161 @@
+"""A training run: data, network, loss, checkpoints, resume and a log kept with the model."""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from coloi.training import data, network
+
+CHECKPOINT = "checkpoint.keras"
+BEST_WEIGHTS = "best.weights.h5"
+LOG = "log.csv"
+CONFIG = "run.json"
+
+
+@dataclass
+class TrainConfig:
+    train_dir: str
+    val_dir: str | None
+    size: int = 128
+    batch_size: int = 32
+    epochs: int = 40
+    learning_rate: float = 1e-3
+    pretrained: str | None = None
+    width: int = 96
+    min_crop: int = 96
+    cache_dir: str | None = None
+    seed: int = 0
+
+
+def _pack(folder: str, cache_dir: str | None, name: str) -> np.ndarray:
+    cache = Path(cache_dir) / f"{name}_{data.PACK_SIDE}.npy" if cache_dir else None
+    return data.load_pack(Path(folder), cache)
+
+
+class EpochReport(keras.callbacks.Callback):
+    """Validation a*b* error, photos/s and time left after each epoch; the best weights kept."""
+
+    def __init__(self, run_dir: Path, val: data.AugmentedBatches | None, bins: np.ndarray,
+                 photos_per_epoch: int, total_epochs: int, say: Callable[[str], None]) -> None:
+        super().__init__()
+        self.run_dir, self.val, self.bins = run_dir, val, bins
+        self.photos_per_epoch, self.total_epochs, self.say = photos_per_epoch, total_epochs, say
+        self.best = _best_so_far(run_dir / LOG)
+        self.started = time.monotonic()
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self.started = time.monotonic()
+
+    def _val_ab_error(self) -> dict[str, float]:
+        if self.val is None:
+            return {}
+        errors: dict[str, list[float]] = {"val_ab_mae_t1": [], "val_ab_mae_t05": []}
+        for index in range(len(self.val)):
+            lightness, target = self.val[index]
+            logits = np.asarray(self.model.predict_on_batch(lightness), dtype=np.float64)
+            for key, temperature in (("val_ab_mae_t1", 1.0), ("val_ab_mae_t05", 0.5)):
+                z = logits / temperature
+                p = np.exp(z - z.max(-1, keepdims=True))
+                ab = (p / p.sum(-1, keepdims=True)) @ self.bins
+                errors[key].append(float(np.abs(ab - target).mean()))
+        return {k: float(np.mean(v)) for k, v in errors.items()}
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        seconds = time.monotonic() - self.started
+        row = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()},
+               **self._val_ab_error(), "photos_per_s": self.photos_per_epoch / seconds,
+               "epoch_s": seconds, "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        log = self.run_dir / LOG
+        new = not log.exists()
+        with log.open("a", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(row))
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+        # The checkpoint is written before the log row, so a logged epoch always has one.
+        partial = self.run_dir / f".{CHECKPOINT}"
+        self.model.save(partial)
+        partial.replace(self.run_dir / CHECKPOINT)
+        score = row.get("val_ab_mae_t1", row.get("loss", 0.0))
+        if score < self.best:
+            self.best = score
+            self.model.save_weights(self.run_dir / BEST_WEIGHTS)
+        left = (self.total_epochs - epoch - 1) * seconds
+        self.say(
+            f"epoch {epoch + 1}/{self.total_epochs}  loss {row.get('loss', 0):.4f}  "
+            f"val_loss {row.get('val_loss', float('nan')):.4f}  "
+            f"val ab error {row.get('val_ab_mae_t1', float('nan')):.2f}  "
+            f"{row['photos_per_s']:.1f} photos/s  {left / 60:.0f} min left"
+        )
+
+
+def _best_so_far(log: Path) -> float:
+    if not log.exists():
+        return float("inf")
+    with log.open() as handle:
+        scores = [float(r.get("val_ab_mae_t1") or r["loss"]) for r in csv.DictReader(handle)]
+    return min(scores, default=float("inf"))
+
+
+def _epochs_done(log: Path) -> int:
+    if not log.exists():
+        return 0
+    with log.open() as handle:
+        return max((int(r["epoch"]) for r in csv.DictReader(handle)), default=0)
+
+
+def train(run_dir: Path, config: TrainConfig | None, resume: bool,
+          say: Callable[[str], None] = print) -> Path:
+    """Train (or, with ``resume``, continue) the run in ``run_dir``; returns the checkpoint."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if resume:
+        saved = json.loads((run_dir / CONFIG).read_text())
+        config = TrainConfig(**saved["config"])
+        bins = np.asarray(saved["bins"], dtype="float32")
+        weights = np.asarray(saved["weights"], dtype="float32")
+    if config is None:
+        raise ValueError("a new run needs a TrainConfig")
+
+    train_pack = _pack(config.train_dir, config.cache_dir, "train")
+    val_pack = _pack(config.val_dir, config.cache_dir, "val") if config.val_dir else None
+    say(f"{len(train_pack)} training photos"
+        + (f", {len(val_pack)} validation photos" if val_pack is not None else ""))
+    if not resume:
+        bins, weights = network.colour_bins(np.concatenate(list(data.sample_ab(train_pack))))
+        (run_dir / CONFIG).write_text(json.dumps(
+            {"config": asdict(config), "bins": bins.tolist(), "weights": weights.tolist()}))
+    say(f"{len(bins)} colour bins")
+
+    batches = data.AugmentedBatches(train_pack, config.size, config.batch_size, seed=config.seed,
+                                    min_crop=config.min_crop, workers=1)
+    val = (data.AugmentedBatches(val_pack, config.size, config.batch_size, augment=False)
+           if val_pack is not None else None)
+    steps = len(batches) * config.epochs
+    initial_epoch = _epochs_done(run_dir / LOG) if resume else 0
+    if resume:
+        model = keras.saving.load_model(run_dir / CHECKPOINT)
+    else:
+        pretrained = Path(config.pretrained) if config.pretrained else None
+        model = network.build_network(len(bins), pretrained, config.width)
+        schedule = keras.optimizers.schedules.CosineDecay(
+            config.learning_rate, decay_steps=steps, alpha=0.05,
+            warmup_target=None)
+        model.compile(optimizer=keras.optimizers.Adam(schedule),
+                      loss=network.RebalancedBinLoss(bins, weights))
+    say(f"{model.count_params():,} parameters; starting at epoch {initial_epoch + 1}")
+    model.fit(
+        batches, epochs=config.epochs, initial_epoch=initial_epoch, verbose=0,
+        callbacks=[
+            EpochReport(run_dir, val, bins, len(train_pack), config.epochs, say),
+        ],
+    )
+    return run_dir / CHECKPOINT

@@ -1,0 +1,1 @@
+"""coloi's shipped models: ``manifest.json`` and the files it lists (see README.md)."""
