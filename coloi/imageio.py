@@ -7,6 +7,7 @@ Every failure is a :class:`~coloi.errors.PhotoError` naming the file and the rea
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import struct
@@ -30,6 +31,11 @@ _PIL_FORMAT = {"JPEG": "jpeg", "MPO": "jpeg", "PNG": "png", "TIFF": "tiff", "WEB
                "BMP": "bmp"}
 _SIXTEEN_BIT_FORMATS = frozenset({"png", "tiff"})
 ORIENTATION_TAG = 0x0112
+# TIFF tags that describe a file's own pixel layout. A TIFF's "EXIF" as Pillow reads it is its
+# whole first IFD, so these must not be carried into another file.
+_LAYOUT_TAGS = frozenset({254, 255, 256, 257, 258, 259, 262, 263, 266, 273, 277, 278, 279, 280,
+                          281, 284, 290, 291, 317, 318, 319, 320, 321, 322, 323, 324, 325, 338,
+                          339, 340, 341, 530, 531, 532, 34675})
 
 
 @dataclass(frozen=True)
@@ -56,6 +62,15 @@ class Photo:
     @property
     def bit_depth(self) -> int:
         return 16 if self.pixels.dtype == np.uint16 else 8
+
+
+def _format_by_signature(data: bytes) -> str | None:
+    """The format a file's first bytes claim, to tell 'broken image' from 'not an image'."""
+    signatures = {b"\xff\xd8\xff": "jpeg", b"\x89PNG\r\n\x1a\n": "png", b"II*\x00": "tiff",
+                  b"MM\x00*": "tiff", b"BM": "bmp", b"GIF8": "gif"}
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    return next((fmt for sig, fmt in signatures.items() if data.startswith(sig)), None)
 
 
 def _check_complete(path: Path, data: bytes, fmt: str, header: Image.Image) -> None:
@@ -132,7 +147,10 @@ def read_photo(path: Path, limits: Limits = Limits()) -> Photo:
     try:
         header = Image.open(io.BytesIO(data))
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
-        raise UnreadablePhoto(path, "not an image, or an unsupported format") from None
+        known = _format_by_signature(data)
+        reason = (f"corrupt or truncated {known.upper()} file" if known
+                  else "not an image, or an unsupported format")
+        raise UnreadablePhoto(path, reason) from None
     fmt = _PIL_FORMAT.get(header.format or "")
     if fmt is None:
         raise UnreadablePhoto(path, f"unsupported format {header.format}")
@@ -157,6 +175,8 @@ def read_photo(path: Path, limits: Limits = Limits()) -> Photo:
         pixels = cv2.cvtColor(pixels[:, :, 0], cv2.COLOR_GRAY2BGR)
     pixels = _upright(pixels, int(orientation) if isinstance(orientation, int) else 1)
     exif_bytes = None
+    for tag in _LAYOUT_TAGS & set(exif):
+        del exif[tag]
     if exif:
         exif[ORIENTATION_TAG] = 1
         exif_bytes = exif.tobytes()
@@ -212,6 +232,13 @@ def encode_photo(pixels: np.ndarray, fmt: str, exif: bytes | None = None,
     return out.getvalue()
 
 
+@functools.cache
+def _umask() -> int:
+    current = os.umask(0o022)
+    os.umask(current)
+    return current
+
+
 def write_atomically(path: Path, data: bytes, overwrite: bool = False) -> None:
     """Write ``data`` to ``path`` all at once: a hidden temporary file in the same folder, then
     a rename. Without ``overwrite`` an existing file is never replaced, even in a race."""
@@ -221,6 +248,7 @@ def write_atomically(path: Path, data: bytes, overwrite: bool = False) -> None:
     try:
         handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
                                              suffix=".coloi-partial")
+        os.fchmod(handle, 0o666 & ~_umask())  # mkstemp makes 0600; outputs are ordinary files
         with os.fdopen(handle, "wb") as stream:
             stream.write(data)
             stream.flush()

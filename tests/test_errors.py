@@ -1,0 +1,91 @@
+"""Bad inputs and outputs through the real CLI: a one-line error naming the file and the reason,
+no traceback, the other photos still done, a non-zero exit, nothing partial left, inputs intact."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import cv2
+import pytest
+from PIL import Image
+
+from tests.conftest import natural_photo
+
+
+def _encoded(fmt: str) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(natural_photo(64, 80)).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+BAD_INPUTS = {
+    "empty.jpg": (b"", "empty file"),
+    "text.jpg": (b"this is a shopping list, not a photo\n" * 20, "not an image"),
+    "cut.jpg": (_encoded("JPEG")[:-400], "truncated JPEG"),
+    "cut.png": (_encoded("PNG")[:-300], "truncated PNG"),
+    "cut.tif": (_encoded("TIFF")[:-3000], "truncated TIFF"),
+    "cut.webp": (_encoded("WEBP")[:-200], "truncated WEBP"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_INPUTS))
+def test_bad_input_gets_one_line_and_others_are_done(cli, tmp_path: Path, name: str) -> None:
+    data, reason = BAD_INPUTS[name]
+    bad = tmp_path / "in" / name
+    bad.parent.mkdir()
+    bad.write_bytes(data)
+    good = tmp_path / "in" / "good.png"
+    cv2.imwrite(str(good), natural_photo())
+    result = cli("run", "-b", "tflite", tmp_path / "in", "-o", tmp_path / "out")
+    assert result.exit_code == 1
+    lines = result.stderr.strip().splitlines()
+    errors = [line for line in lines if name in line]
+    assert len(errors) == 1 and reason in errors[0], result.stderr
+    assert "Traceback" not in result.stderr
+    assert sorted(p.name for p in (tmp_path / "out").rglob("*")) == ["good.png"]
+    assert bad.read_bytes() == data
+
+
+def test_missing_file(cli, tmp_path: Path) -> None:
+    result = cli("run", "-b", "tflite", tmp_path / "nowhere.jpg")
+    assert result.exit_code == 1
+    assert "nowhere.jpg: no such file or folder" in result.stderr
+
+
+def test_unwritable_output_folder(cli, tmp_path: Path) -> None:
+    source = tmp_path / "p.png"
+    cv2.imwrite(str(source), natural_photo())
+    blocker = tmp_path / "file-not-folder"
+    blocker.write_text("x")
+    result = cli("run", "-b", "tflite", source, "-o", blocker / "sub")
+    assert result.exit_code == 1
+    assert "cannot create folder" in result.stderr and "file-not-folder" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_unknown_backend_and_bad_step(cli, sample_photo: Path) -> None:
+    result = cli("run", "-b", "no-such-backend", sample_photo)
+    assert result.exit_code == 1 and "unknown backend 'no-such-backend'" in result.stderr
+    result = cli("run", "-b", "tflite", "--pre", "no-such-step", sample_photo)
+    assert result.exit_code == 1 and "unknown preprocess step 'no-such-step'" in result.stderr
+
+
+def test_tampered_model_is_refused(cli, tmp_path: Path, sample_photo: Path) -> None:
+    from tests.conftest import MODELS
+
+    copy = tmp_path / "models"
+    copy.mkdir()
+    for path in MODELS.iterdir():
+        if path.is_file():
+            (copy / path.name).write_bytes(path.read_bytes())
+    tflite = next(copy.glob("*.tflite"))
+    data = bytearray(tflite.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    tflite.write_bytes(bytes(data))
+    result = cli("run", "-b", "tflite", "--model-dir", copy, sample_photo)
+    assert result.exit_code == 1
+    assert "does not match the manifest" in result.stderr and tflite.name in result.stderr
+    result = cli("run", "-b", "tflite", sample_photo, env={"COLOI_MODEL_DIR": str(copy)})
+    assert result.exit_code == 1 and "does not match the manifest" in result.stderr
+    assert not sample_photo.with_name("chelsea_colourised.jpg").exists()
