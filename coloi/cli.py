@@ -197,6 +197,51 @@ def plugins(
                    f"{row['description']}{note}")
 
 
+@app.command()
+def watch(
+    folder: Annotated[Path, typer.Argument(help="Folder to watch, subfolders included.")],
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="Folder for the outputs, outside the watched one "
+                               "(default: FOLDER-colourised beside it).")] = None,
+    backend: BackendOption = "auto",
+    polling: Annotated[bool, typer.Option(
+        help="Poll instead of using inotify (network filesystems; automatic where inotify "
+             "is unavailable).")] = False,
+    settle: Annotated[float, typer.Option(
+        min=0.0, help="Seconds a file must stay unchanged before it is read.")] = 1.0,
+    poll_interval: Annotated[float, typer.Option(min=0.1, help="Seconds between polls.")] = 1.0,
+    quality: Annotated[int, typer.Option(min=1, max=100,
+                                         help="JPEG/WebP output quality.")] = 95,
+    threads: ThreadsOption = None,
+    model_dir: ModelDirOption = None,
+    model: ModelOption = None,
+    pre: PreOption = None,
+    post: PostOption = None,
+    max_pixels: MaxPixelsOption = 100_000_000,
+) -> None:
+    """Colourise every photo already in FOLDER or dropped into it later, exactly once.
+
+    Runs until SIGTERM or Ctrl-C (exit status 0). Files are read only once complete; a photo
+    that changes is done again; a bad file is logged and skipped until it changes. Progress
+    survives restarts through a journal in the output folder.
+    """
+    from coloi.imageio import Limits
+    from coloi.watch import Watcher
+
+    folder = folder.expanduser()
+    if not folder.is_dir():
+        fail(f"{folder}: not a folder")
+    target = output or folder.resolve().with_name(folder.resolve().name + "-colourised")
+    try:
+        colouriser = _colouriser(backend, model_dir, model, threads, pre, post)
+        watcher = Watcher(folder, target, colouriser, Limits(max_pixels=max_pixels),
+                          polling=polling, settle=settle, poll_interval=poll_interval,
+                          quality=quality)
+        watcher.run()
+    except ColoiError as error:
+        fail(str(error))
+
+
 def _need_keras(command: str) -> None:
     import importlib.util
     import os

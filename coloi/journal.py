@@ -1,0 +1,86 @@
+"""The watch daemon's memory of what it has done, kept across restarts and crashes.
+
+An append-only file of JSON lines in the output folder, one line per finished photo: its path
+relative to the watched folder, the size and mtime it had when it was read, and the result.
+A line is written (and synced) only after the output file is complete, so after a crash a photo
+is either recorded, or its output was never renamed into place, or (the one gap) its output is
+there without a line, which :meth:`Journal.adopt` records without doing the photo again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import IO
+
+JOURNAL_NAME = ".coloi-watch-journal.jsonl"
+
+
+@dataclass(frozen=True)
+class Signature:
+    """What identifies one version of a file: a changed photo has a new signature."""
+
+    size: int
+    mtime_ns: int
+
+    @classmethod
+    def of(cls, path: Path) -> Signature:
+        stat = path.stat()
+        return cls(stat.st_size, stat.st_mtime_ns)
+
+
+@dataclass(frozen=True)
+class Entry:
+    source: str
+    size: int
+    mtime_ns: int
+    result: str  # "done" or "failed"
+    reason: str = ""
+
+    @property
+    def signature(self) -> Signature:
+        return Signature(self.size, self.mtime_ns)
+
+
+class Journal:
+    """The latest entry per source, loaded at start and appended to as photos finish."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.entries: dict[str, Entry] = {}
+        if path.exists():
+            for line in path.read_text(encoding="utf-8").splitlines():
+                try:
+                    entry = Entry(**json.loads(line))
+                except (ValueError, TypeError):
+                    continue  # a line cut short by a crash
+                self.entries[entry.source] = entry
+            self._compact()
+        self._stream: IO[str] = path.open("a", encoding="utf-8")
+
+    def _compact(self) -> None:
+        """Rewrite the file with one line per source, atomically."""
+        partial = self.path.with_name(self.path.name + ".coloi-partial")
+        with partial.open("w", encoding="utf-8") as stream:
+            for entry in self.entries.values():
+                stream.write(json.dumps(asdict(entry)) + "\n")
+            stream.flush()
+            os.fsync(stream.fileno())
+        partial.replace(self.path)
+
+    def settled(self, source: str, signature: Signature) -> Entry | None:
+        """The entry if this version of ``source`` was already done or already failed."""
+        entry = self.entries.get(source)
+        return entry if entry is not None and entry.signature == signature else None
+
+    def record(self, source: str, signature: Signature, result: str, reason: str = "") -> None:
+        entry = Entry(source, signature.size, signature.mtime_ns, result, reason)
+        self.entries[source] = entry
+        self._stream.write(json.dumps(asdict(entry)) + "\n")
+        self._stream.flush()
+        os.fsync(self._stream.fileno())
+
+    def close(self) -> None:
+        self._stream.close()

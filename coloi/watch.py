@@ -1,0 +1,250 @@
+"""``coloi watch``: colourise every photo that lands in a folder, exactly once.
+
+- At start, the backlog: every photo already there and not yet done; then every new one.
+- File events (inotify, or polling for network filesystems) only mark a path as *pending*; a
+  pending photo is read once it has been stable (same size and mtime) for ``settle`` seconds,
+  so half-written files, slow writers and scanner programs are never read early. Hidden and
+  temporary names (rsync's ``.name.XXXXXX``, ``*.part``...) are ignored until renamed.
+- Outputs go to a folder outside the watched one and are written atomically; the journal
+  (:mod:`coloi.journal`) records each finished photo, so a restart after a crash neither
+  repeats nor loses one. A photo that changes is done again; one that fails is logged and not
+  retried until it changes.
+- SIGTERM and SIGINT finish the current photo and exit 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+from watchdog.observers.api import BaseObserver
+from watchdog.observers.polling import PollingObserver
+
+from coloi.batch import SUFFIX_FORMAT, Job, colourise_file, is_candidate
+from coloi.errors import ColoiError, PhotoError
+from coloi.imageio import Limits
+from coloi.journal import JOURNAL_NAME, Journal, Signature
+from coloi.pipeline import Colouriser
+from coloi.sdnotify import Notifier
+
+log = logging.getLogger("coloi")
+TEMPORARY_SUFFIXES = (".part", ".partial", ".tmp", ".temp", ".crdownload", ".download", "~")
+
+
+def is_watched_photo(path: Path) -> bool:
+    """A finished image file by its name (not hidden, not a temporary download or copy)."""
+    return is_candidate(path) and not path.name.lower().endswith(TEMPORARY_SUFFIXES)
+
+
+class _EventsToQueue(FileSystemEventHandler):
+    """Hands every path an event touches to the main loop; the main loop decides."""
+
+    def __init__(self, paths: queue.SimpleQueue[Path]) -> None:
+        self.paths = paths
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.event_type in ("opened", "closed_no_write"):
+            return  # reads, our own included, change nothing
+        for raw in (event.src_path, getattr(event, "dest_path", "")):
+            if raw:
+                self.paths.put(Path(os.fsdecode(raw)))
+
+
+@dataclass
+class _Pending:
+    signature: Signature | None
+    stable_since: float
+
+
+@dataclass
+class Counts:
+    done: int = 0
+    failed: int = 0
+    skipped: int = 0
+    pending: int = 0
+
+    def status(self) -> str:
+        return (f"{self.done} colourised, {self.failed} failed, {self.skipped} already done, "
+                f"{self.pending} waiting")
+
+
+@dataclass
+class Watcher:
+    """The daemon for one watched folder. Call :meth:`run`."""
+
+    root: Path
+    output_dir: Path
+    colouriser: Colouriser
+    limits: Limits = field(default_factory=Limits)
+    polling: bool = False
+    settle: float = 1.0
+    poll_interval: float = 1.0
+    quality: int = 95
+    counts: Counts = field(default_factory=Counts)
+
+    def __post_init__(self) -> None:
+        self.root = self.root.resolve()
+        self.output_dir = self.output_dir.resolve()
+        if self.output_dir == self.root or self.root in self.output_dir.parents:
+            raise ColoiError(f"{self.output_dir}: the output folder must be outside the watched "
+                             f"folder {self.root}, or outputs would be watched too")
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        self.journal = Journal(self.output_dir / JOURNAL_NAME)
+        self.pending: dict[Path, _Pending] = {}
+        self.events: queue.SimpleQueue[Path] = queue.SimpleQueue()
+        self.stopping = threading.Event()
+
+    # -- discovering work -------------------------------------------------------------------
+
+    def _photos_under(self, folder: Path) -> Iterator[Path]:
+        for directory, subdirs, files in os.walk(folder):
+            subdirs[:] = [d for d in subdirs if not d.startswith(".")]
+            for name in files:
+                path = Path(directory) / name
+                if is_watched_photo(path):
+                    yield path
+
+    def _mark(self, path: Path, now: float) -> None:
+        """Note that ``path`` may have changed; it is read once it has stayed the same."""
+        if self.root not in path.parents:
+            return
+        if path.is_dir() and not path.is_symlink():
+            for photo in self._photos_under(path):  # a folder moved or copied in
+                self._mark(photo, now)
+        elif is_watched_photo(path):
+            if path.is_symlink() and self.root not in path.resolve().parents:
+                log.warning("ignored %s: a link to outside the watched folder",
+                            path.relative_to(self.root))
+                return
+            self.pending[path] = _Pending(None, now)
+
+    def _start_observer(self) -> BaseObserver:
+        handler = _EventsToQueue(self.events)
+        if not self.polling:
+            try:
+                observer: BaseObserver = Observer()
+                observer.schedule(handler, str(self.root), recursive=True)
+                observer.start()
+                return observer
+            except OSError as error:  # no inotify, or out of watches
+                log.warning("inotify unavailable (%s); polling %s every %.1f s",
+                            error.strerror or error, self.root, self.poll_interval)
+        observer = PollingObserver(timeout=self.poll_interval)
+        observer.schedule(handler, str(self.root), recursive=True)
+        observer.start()
+        return observer
+
+    # -- doing work -------------------------------------------------------------------------
+
+    def _job(self, path: Path) -> Job:
+        relative = path.relative_to(self.root)
+        return Job(path, self.output_dir / relative, SUFFIX_FORMAT[path.suffix.lower()])
+
+    def _process(self, path: Path, signature: Signature) -> None:
+        relative = path.relative_to(self.root).as_posix()
+        job = self._job(path)
+        previous = self.journal.entries.get(relative)
+        if previous is None and job.target.exists() and (
+                job.target.stat().st_mtime_ns >= signature.mtime_ns):
+            # Written just before a crash, before its journal line: keep it, do not redo it.
+            self.journal.record(relative, signature, "done")
+            self.counts.skipped += 1
+            return
+        started = time.perf_counter()
+        try:
+            colourise_file(job, self.colouriser, self.limits, overwrite=True,
+                           quality=self.quality)
+        except PhotoError as error:
+            self.journal.record(relative, signature, "failed", error.reason)
+            self.counts.failed += 1
+            log.error("failed %s: %s", relative, error.reason)
+            return
+        self.journal.record(relative, signature, "done")
+        self.counts.done += 1
+        log.info("done %s -> %s (%.2f s)", relative, job.target,
+                 time.perf_counter() - started)
+
+    def _ready(self, now: float) -> list[tuple[Path, Signature]]:
+        """Pending photos that have been stable for ``settle`` seconds, oldest first."""
+        ready = []
+        for path, state in list(self.pending.items()):
+            try:
+                signature = Signature.of(path)
+            except OSError:
+                del self.pending[path]  # deleted or moved away meanwhile
+                continue
+            if signature != state.signature:
+                self.pending[path] = _Pending(signature, now)
+            elif now - state.stable_since >= self.settle:
+                del self.pending[path]
+                relative = path.relative_to(self.root).as_posix()
+                if self.journal.settled(relative, signature) is None:
+                    ready.append((path, signature))
+                else:
+                    self.counts.skipped += 1
+        return ready
+
+    def _drain_events(self, now: float) -> None:
+        while True:
+            try:
+                path = self.events.get_nowait()
+            except queue.Empty:
+                return
+            self._mark(path, now)
+
+    def run(self, notifier: Notifier | None = None) -> Counts:
+        """Watch until SIGTERM/SIGINT (or :attr:`stopping` is set); returns the counts."""
+        notifier = notifier or Notifier()
+        previous_handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+        def shutdown(signum: int, frame: FrameType | None) -> None:
+            self.stopping.set()
+
+        if threading.current_thread() is threading.main_thread():
+            for sig in previous_handlers:
+                signal.signal(sig, shutdown)
+        observer = self._start_observer()
+        try:
+            now = time.monotonic()
+            for photo in self._photos_under(self.root):  # the backlog
+                self._mark(photo, now)
+            notifier.notify(ready=1, status=f"watching {self.root}")
+            log.info("watching %s -> %s (%d waiting)", self.root, self.output_dir,
+                     len(self.pending))
+            last_ping = last_status = 0.0
+            while not self.stopping.is_set():
+                now = time.monotonic()
+                self._drain_events(now)
+                for path, signature in self._ready(now):
+                    if self.stopping.is_set():
+                        break
+                    self._process(path, signature)
+                    self._drain_events(time.monotonic())
+                self.counts.pending = len(self.pending)
+                if notifier.watchdog_interval and now - last_ping >= notifier.watchdog_interval:
+                    notifier.notify(watchdog=1)
+                    last_ping = now
+                if now - last_status >= 5.0:
+                    notifier.notify(status=self.counts.status())
+                    last_status = now
+                self.stopping.wait(0.2)
+            notifier.notify(stopping=1, status=self.counts.status())
+            log.info("stopping: %s", self.counts.status())
+        finally:
+            observer.stop()
+            observer.join()
+            self.journal.close()
+            if threading.current_thread() is threading.main_thread():
+                for sig, handler in previous_handlers.items():
+                    signal.signal(sig, handler)
+        return self.counts

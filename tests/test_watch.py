@@ -1,0 +1,175 @@
+"""``coloi watch`` on a real folder with real file events: the daemon runs as a real process."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import pytest
+
+from tests.conftest import natural_photo
+
+JOURNAL = ".coloi-watch-journal.jsonl"
+
+
+def start_daemon(watched: Path, out: Path, *extra: str) -> subprocess.Popen[str]:
+    coloi = Path(sys.executable).parent / "coloi"
+    return subprocess.Popen(
+        [str(coloi), "watch", str(watched), "-o", str(out), "-b", "tflite", "--settle", "0.4",
+         "--poll-interval", "0.2", *extra],
+        stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(predicate, timeout: float = 60.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError("timed out waiting")
+
+
+def outputs(out: Path) -> list[str]:
+    return sorted(p.relative_to(out).as_posix() for p in out.rglob("*")
+                  if p.is_file() and not p.name.startswith("."))
+
+
+def stop(daemon: subprocess.Popen[str]) -> str:
+    daemon.send_signal(signal.SIGTERM)
+    _, log = daemon.communicate(timeout=30)
+    assert daemon.returncode == 0, log
+    return log
+
+
+def write_photo(path: Path, seed: int = 0, suffix: str = "") -> None:
+    ok, data = cv2.imencode(suffix or path.suffix, natural_photo(seed=seed))
+    assert ok
+    path.write_bytes(data.tobytes())
+
+
+@pytest.mark.parametrize("polling", [False, True])
+def test_every_kind_of_arrival_is_done_once(tmp_path: Path, polling: bool) -> None:
+    watched, out, outside = tmp_path / "scans", tmp_path / "out", tmp_path / "elsewhere"
+    watched.mkdir()
+    outside.mkdir()
+    write_photo(watched / "backlog.jpg")
+    daemon = start_daemon(watched, out, *(["--polling"] if polling else []))
+    try:
+        wait_for(lambda: outputs(out) == ["backlog.jpg"])
+        # copied in
+        write_photo(outside / "copied.png", 1)
+        shutil.copy(outside / "copied.png", watched / "copied.png")
+        # written slowly, in pieces, over more than the settle time
+        ok, data = cv2.imencode(".jpg", natural_photo(seed=2))
+        blob = data.tobytes()
+        with (watched / "slow.jpg").open("wb") as stream:
+            for start in range(0, len(blob), len(blob) // 4 + 1):
+                stream.write(blob[start:start + len(blob) // 4 + 1])
+                stream.flush()
+                time.sleep(0.25)
+        # rsync-style: a hidden temporary name, then a rename
+        write_photo(watched / ".renamed.jpg.Xa81b", 3, ".jpg")
+        os.rename(watched / ".renamed.jpg.Xa81b", watched / "renamed.jpg")
+        # a whole folder moved in, with nesting
+        (outside / "album" / "1950s").mkdir(parents=True)
+        write_photo(outside / "album" / "1950s" / "wedding.jpg", 4)
+        write_photo(outside / "album" / "cover.png", 5)
+        os.rename(outside / "album", watched / "album")
+        # a bad file among them
+        (watched / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+        expected = ["album/1950s/wedding.jpg", "album/cover.png", "backlog.jpg", "copied.png",
+                    "renamed.jpg", "slow.jpg"]
+        wait_for(lambda: outputs(out) == expected)
+        time.sleep(1.0)  # nothing more should happen
+        assert outputs(out) == expected
+        for name in expected:
+            assert cv2.imread(str(out / name)) is not None, name
+    finally:
+        log = stop(daemon)
+    assert "failed broken.jpg" in log and "Traceback" not in log
+    done_lines = [line for line in log.splitlines() if " done " in f" {line} "]
+    assert len(done_lines) == len(expected), log  # each photo exactly once
+    assert not list(out.rglob("*.coloi-partial"))
+
+
+def test_restart_after_kill_repeats_and_loses_nothing(tmp_path: Path) -> None:
+    watched, out = tmp_path / "scans", tmp_path / "out"
+    watched.mkdir()
+    for i in range(40):
+        write_photo(watched / f"p{i:03}.png", i)
+    daemon = start_daemon(watched, out)
+    wait_for(lambda: len(outputs(out)) >= 5)
+    daemon.kill()  # SIGKILL, mid-burst
+    daemon.wait()
+    before = {name: (out / name).stat().st_mtime_ns for name in outputs(out)}
+    assert 5 <= len(before) < 40
+    daemon = start_daemon(watched, out)
+    try:
+        wait_for(lambda: len(outputs(out)) == 40)
+        time.sleep(1.0)
+    finally:
+        log = stop(daemon)
+    assert outputs(out) == [f"p{i:03}.png" for i in range(40)]
+    for name, mtime in before.items():
+        assert (out / name).stat().st_mtime_ns == mtime, f"{name} was done again"
+        assert f"done {name}" not in log
+    assert not list(out.rglob("*.coloi-partial"))
+    entries = [json.loads(line) for line in (out / JOURNAL).read_text().splitlines()]
+    assert sorted(e["source"] for e in entries) == [f"p{i:03}.png" for i in range(40)]
+
+
+def test_changed_photo_is_done_again_and_bad_file_is_not_retried(tmp_path: Path) -> None:
+    watched, out = tmp_path / "scans", tmp_path / "out"
+    watched.mkdir()
+    write_photo(watched / "a.png", 0)
+    (watched / "bad.png").write_bytes(b"garbage")
+    daemon = start_daemon(watched, out)
+    try:
+        wait_for(lambda: outputs(out) == ["a.png"])
+        first = (out / "a.png").read_bytes()
+        time.sleep(0.5)
+        write_photo(watched / "a.png", 7)  # new content, new size or mtime
+        wait_for(lambda: (out / "a.png").read_bytes() != first)
+    finally:
+        log = stop(daemon)
+    assert log.count("failed bad.png") == 1
+    daemon = start_daemon(watched, out)  # a restart does not retry the unchanged bad file
+    time.sleep(2.0)
+    log = stop(daemon)
+    assert "bad.png" not in log and "done a.png" not in log
+
+
+def test_output_inside_watched_folder_is_refused(cli, tmp_path: Path) -> None:
+    result = cli("watch", tmp_path, "-o", tmp_path / "out", "-b", "tflite")
+    assert result.exit_code == 1
+    assert "must be outside the watched folder" in result.stderr
+
+
+def test_in_process_watcher_leaks_no_threads(tmp_path: Path) -> None:
+    from coloi.backend import BackendSettings
+    from coloi.pipeline import Colouriser
+    from coloi.plugin_host import get_registry
+    from coloi.watch import Watcher
+
+    backend = get_registry().backend("tflite")(BackendSettings())
+    before = set(threading.enumerate())
+    watched = tmp_path / "in"
+    watched.mkdir()
+    write_photo(watched / "x.png")
+    watcher = Watcher(watched, tmp_path / "out", Colouriser(backend), settle=0.2)
+    runner = threading.Thread(target=watcher.run)
+    runner.start()
+    wait_for(lambda: (tmp_path / "out" / "x.png").exists())
+    watcher.stopping.set()
+    runner.join(timeout=10)
+    assert not runner.is_alive()
+    time.sleep(0.2)
+    assert set(threading.enumerate()) == before
