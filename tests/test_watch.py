@@ -68,7 +68,7 @@ def test_every_kind_of_arrival_is_done_once(tmp_path: Path, polling: bool) -> No
         write_photo(outside / "copied.png", 1)
         shutil.copy(outside / "copied.png", watched / "copied.png")
         # written slowly, in pieces, over more than the settle time
-        ok, data = cv2.imencode(".jpg", natural_photo(seed=2))
+        _, data = cv2.imencode(".jpg", natural_photo(seed=2))
         blob = data.tobytes()
         with (watched / "slow.jpg").open("wb") as stream:
             for start in range(0, len(blob), len(blob) // 4 + 1):
