@@ -56,6 +56,14 @@ class Backend(ABC):
     @abstractmethod
     def __init__(self, settings: BackendSettings) -> None: ...
 
+    def input_size(self) -> tuple[int, int] | None:
+        """The (width, height) the backend resizes every photo to, or None for full size.
+
+        The pipeline then makes that reduction on the grey photo, before computing L*, which is
+        far cheaper on a large scan than computing L* at full size first.
+        """
+        return None
+
     @abstractmethod
     def predict_ab(self, lightness: np.ndarray) -> np.ndarray:
         """a*b* (h, w, 2) float32 for an L* plane (H, W) float32 in [0, 100].
@@ -79,6 +87,9 @@ class FixedSizeModelBackend(Backend):
         self.model: ModelEntry = find_model(self.model_format, settings.model_dir,
                                             settings.model_name)
         self.load(self.model, settings)
+
+    def input_size(self) -> tuple[int, int]:
+        return (self.model.input_size, self.model.input_size)
 
     @abstractmethod
     def load(self, model: ModelEntry, settings: BackendSettings) -> None:

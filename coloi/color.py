@@ -46,6 +46,26 @@ def lightness(grey: np.ndarray) -> np.ndarray:
     return _lightness_lut(65536)[levels.astype(np.uint16)]
 
 
+@functools.cache
+def _lightness_lut8() -> np.ndarray:
+    """8-bit grey level -> OpenCV's 8-bit L (L* * 255 / 100), rounded."""
+    return np.clip(np.rint(_lightness_lut(256) * 2.55), 0, 255).astype(np.uint8)
+
+
+def lab8_to_bgr(grey: np.ndarray, ab: np.ndarray) -> np.ndarray:
+    """uint8 BGR from an 8-bit grey photo (H, W) and a*b* (h, w, 2) at any resolution.
+
+    The fast path for 8-bit outputs: OpenCV's 8-bit Lab (L* * 2.55, a* + 128, b* + 128) is
+    converted through lookup tables, and no full-size float plane is ever made. a*b* are
+    rounded to whole units, below what an 8-bit output can show.
+    """
+    height, width = grey.shape
+    ab8 = np.clip(np.rint(ab + 128.0), 0, 255).astype(np.uint8)
+    ab8 = cv2.resize(ab8, (width, height), interpolation=cv2.INTER_LINEAR)
+    lab = cv2.merge([cv2.LUT(grey, _lightness_lut8()), ab8[:, :, 0], ab8[:, :, 1]])
+    return cv2.cvtColor(lab, cv2.COLOR_Lab2BGR)
+
+
 def bgr_to_lab(bgr: np.ndarray) -> np.ndarray:
     """Float32 Lab of a uint8 or uint16 BGR image."""
     scale = 255.0 if bgr.dtype == np.uint8 else 65535.0

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from coloi.backend import Backend
-from coloi.color import lab_to_bgr, lightness, to_grey
+from coloi.color import lab8_to_bgr, lab_to_bgr, lightness, to_grey
 from coloi.imageio import Photo
 from coloi.steps import LabPhoto, PostprocessStep, PreprocessStep
 
@@ -39,21 +39,35 @@ class Colouriser:
     postprocess: Sequence[PostprocessStep] = ()
 
     def colourise(self, photo: Photo) -> np.ndarray:
-        """The colourised pixels: BGR (or BGRA when the input had alpha and kept its size)."""
+        """The colourised pixels: BGR (or BGRA when the input had alpha and kept its size),
+        at the photo's bit depth."""
         grey = to_grey(photo.pixels)
         if self.preprocess:
             grey = _as_unit_float(grey)
             for step in self.preprocess:
                 grey = np.clip(step.process(grey), 0.0, 1.0).astype(np.float32, copy=False)
-        plane = lightness(grey)
-        height, width = plane.shape
-        ab_small = self.backend.predict_ab(plane).astype(np.float32, copy=False)
-        ab = cv2.resize(ab_small, (width, height), interpolation=cv2.INTER_LINEAR)
-        lab = LabPhoto(plane, ab)
-        for step in self.postprocess:
-            lab = step.process(lab)
-        bgr = _to_depth(lab_to_bgr(lab.lightness, lab.ab), photo.bit_depth)
+            if photo.bit_depth == 8:
+                grey = cv2.convertScaleAbs(grey, alpha=255.0)
+        ab_small = self.predict_ab(grey)
+        if grey.dtype == np.uint8 and not self.postprocess:
+            bgr = lab8_to_bgr(grey, ab_small)
+        else:
+            plane = lightness(grey)
+            height, width = plane.shape
+            ab = cv2.resize(ab_small, (width, height), interpolation=cv2.INTER_LINEAR)
+            lab = LabPhoto(plane, ab)
+            for step in self.postprocess:
+                lab = step.process(lab)
+            bgr = _to_depth(lab_to_bgr(lab.lightness, lab.ab), photo.bit_depth)
         pixels = photo.pixels
         if pixels.ndim == 3 and pixels.shape[2] == 4 and pixels.shape[:2] == bgr.shape[:2]:
             bgr = np.dstack([bgr, pixels[:, :, 3]])
         return bgr
+
+    def predict_ab(self, grey: np.ndarray) -> np.ndarray:
+        """The backend's a*b* for a grey photo, reduced first to the backend's input size."""
+        size = self.backend.input_size()
+        height, width = grey.shape
+        if size is not None and size[0] * size[1] < height * width:
+            grey = cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
+        return self.backend.predict_ab(lightness(grey)).astype(np.float32, copy=False)
