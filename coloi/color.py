@@ -73,12 +73,18 @@ def bgr_to_lab(bgr: np.ndarray) -> np.ndarray:
 
 
 def lab_to_bgr(lightness_plane: np.ndarray, ab: np.ndarray) -> np.ndarray:
-    """Float32 BGR in [0, 1] from an L* plane (H, W) and an a*b* plane (H, W, 2)."""
-    lab = np.empty((*lightness_plane.shape, 3), dtype=np.float32)
-    lab[:, :, 0] = lightness_plane
-    lab[:, :, 1:] = ab
-    bgr = cv2.cvtColor(lab, cv2.COLOR_Lab2BGR)
-    return np.clip(bgr, 0.0, 1.0, out=bgr)
+    """Float32 BGR, nominally in [0, 1], from an L* plane (H, W) and an a*b* plane (H, W, 2).
+
+    Out-of-gamut colours fall slightly outside [0, 1]; :func:`to_depth` saturates them.
+    """
+    return cv2.cvtColor(cv2.merge([lightness_plane, ab]), cv2.COLOR_Lab2BGR)
+
+
+def to_depth(bgr: np.ndarray, bit_depth: int) -> np.ndarray:
+    """Float image in [0, 1] -> uint8 or uint16, rounded and saturated."""
+    top = 255.0 if bit_depth == 8 else 65535.0
+    return cv2.multiply(bgr, (top, top, top, top),
+                        dtype=cv2.CV_8U if bit_depth == 8 else cv2.CV_16U)
 
 
 def ab_of_grey_photo(bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -203,7 +203,9 @@ def encode_photo(pixels: np.ndarray, fmt: str, exif: bytes | None = None,
                  icc_profile: bytes | None = None, quality: int = 95) -> bytes:
     """Encode uint8/uint16 BGR or BGRA pixels. 16 bits are kept for PNG and TIFF only."""
     if pixels.dtype == np.uint16 and fmt in _SIXTEEN_BIT_FORMATS:
-        params = [cv2.IMWRITE_PNG_COMPRESSION, 3] if fmt == "png" else []
+        # Uncompressed TIFF, as archives keep masters; deflating 72 MB takes seconds.
+        params = ([cv2.IMWRITE_PNG_COMPRESSION, 3] if fmt == "png"
+                  else [cv2.IMWRITE_TIFF_COMPRESSION, 1])
         ok, buffer = cv2.imencode(FORMAT_SUFFIX[fmt], pixels, params)
         if not ok:
             raise ValueError(f"OpenCV could not encode a 16-bit {fmt}")
@@ -225,8 +227,6 @@ def encode_photo(pixels: np.ndarray, fmt: str, exif: bytes | None = None,
         options["quality"] = quality
     if fmt == "png":
         options["compress_level"] = 3
-    if fmt == "tiff":
-        options["compression"] = "tiff_deflate"
     out = io.BytesIO()
     image.save(out, format=fmt.upper(), **options)
     return out.getvalue()

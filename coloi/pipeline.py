@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from coloi.backend import Backend
-from coloi.color import lab8_to_bgr, lab_to_bgr, lightness, to_grey
+from coloi.color import lab8_to_bgr, lab_to_bgr, lightness, to_depth, to_grey
 from coloi.imageio import Photo
 from coloi.steps import LabPhoto, PostprocessStep, PreprocessStep
 
@@ -22,12 +22,6 @@ from coloi.steps import LabPhoto, PostprocessStep, PreprocessStep
 def _as_unit_float(grey: np.ndarray) -> np.ndarray:
     scale = 255.0 if grey.dtype == np.uint8 else 65535.0
     return grey.astype(np.float32) * np.float32(1.0 / scale)
-
-
-def _to_depth(bgr: np.ndarray, bit_depth: int) -> np.ndarray:
-    if bit_depth == 8:
-        return cv2.convertScaleAbs(bgr, alpha=255.0)
-    return (bgr * 65535.0 + 0.5).astype(np.uint16)
 
 
 @dataclass
@@ -47,7 +41,7 @@ class Colouriser:
             for step in self.preprocess:
                 grey = np.clip(step.process(grey), 0.0, 1.0).astype(np.float32, copy=False)
             if photo.bit_depth == 8:
-                grey = cv2.convertScaleAbs(grey, alpha=255.0)
+                grey = to_depth(grey, 8)
         ab_small = self.predict_ab(grey)
         if grey.dtype == np.uint8 and not self.postprocess:
             bgr = lab8_to_bgr(grey, ab_small)
@@ -58,7 +52,7 @@ class Colouriser:
             lab = LabPhoto(plane, ab)
             for step in self.postprocess:
                 lab = step.process(lab)
-            bgr = _to_depth(lab_to_bgr(lab.lightness, lab.ab), photo.bit_depth)
+            bgr = to_depth(lab_to_bgr(lab.lightness, lab.ab), photo.bit_depth)
         pixels = photo.pixels
         if pixels.ndim == 3 and pixels.shape[2] == 4 and pixels.shape[:2] == bgr.shape[:2]:
             bgr = np.dstack([bgr, pixels[:, :, 3]])
