@@ -7,7 +7,9 @@ atomically, so a failed or interrupted photo leaves nothing behind.
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -115,25 +117,40 @@ class Outcome:
     skipped: bool = False
 
 
+def _run_one(item: Job | PhotoError, colouriser: Colouriser, limits: Limits, overwrite: bool,
+             skip_existing: bool, quality: int) -> Outcome:
+    started = time.perf_counter()
+    if isinstance(item, PhotoError):
+        return Outcome(item.path, None, item, 0.0)
+    if skip_existing and not overwrite and item.target.exists():
+        return Outcome(item.source, item.target, None, 0.0, skipped=True)
+    try:
+        colourise_file(item, colouriser, limits, overwrite, quality)
+        return Outcome(item.source, item.target, None, time.perf_counter() - started)
+    except PhotoError as error:
+        return Outcome(item.source, item.target, error, time.perf_counter() - started)
+
+
 def run_jobs(items: Iterable[Job | PhotoError], colouriser: Colouriser, limits: Limits,
              overwrite: bool = False, skip_existing: bool = False, quality: int = 95,
-             report: Callable[[Outcome], None] = lambda outcome: None) -> list[Outcome]:
-    """Run every job, carrying on past failures; each outcome is reported as it happens."""
+             report: Callable[[Outcome], None] = lambda outcome: None,
+             workers: int = 2) -> list[Outcome]:
+    """Run every job, carrying on past failures; outcomes are reported in input order.
+
+    With several ``workers``, one photo's decoding and encoding overlap another's inference
+    (OpenCV and Pillow release the GIL; the colouriser serialises the backend itself).
+    """
     outcomes = []
-    for item in items:
-        started = time.perf_counter()
-        if isinstance(item, PhotoError):
-            outcome = Outcome(item.path, None, item, 0.0)
-        elif skip_existing and not overwrite and item.target.exists():
-            outcome = Outcome(item.source, item.target, None, 0.0, skipped=True)
-        else:
-            try:
-                colourise_file(item, colouriser, limits, overwrite, quality)
-                outcome = Outcome(item.source, item.target, None,
-                                  time.perf_counter() - started)
-            except PhotoError as error:
-                outcome = Outcome(item.source, item.target, error,
-                                  time.perf_counter() - started)
-        report(outcome)
-        outcomes.append(outcome)
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        # A bounded window of photos in flight keeps memory flat on long batches.
+        pending: deque[Future[Outcome]] = deque()
+        for item in items:
+            pending.append(pool.submit(_run_one, item, colouriser, limits, overwrite,
+                                       skip_existing, quality))
+            if len(pending) > workers:
+                outcomes.append(pending.popleft().result())
+                report(outcomes[-1])
+        while pending:
+            outcomes.append(pending.popleft().result())
+            report(outcomes[-1])
     return outcomes

@@ -7,8 +7,9 @@ postprocess steps -> BGR at the input's bit depth, with the input's alpha channe
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -26,11 +27,16 @@ def _as_unit_float(grey: np.ndarray) -> np.ndarray:
 
 @dataclass
 class Colouriser:
-    """A backend and the chosen steps, applied to photo after photo."""
+    """A backend and the chosen steps, applied to photo after photo.
+
+    Safe to call from several threads: backends are not assumed to be thread-safe, so calls
+    into the backend are serialised, while the rest of the work runs in parallel.
+    """
 
     backend: Backend
     preprocess: Sequence[PreprocessStep] = ()
     postprocess: Sequence[PostprocessStep] = ()
+    _backend_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def colourise(self, photo: Photo) -> np.ndarray:
         """The colourised pixels: BGR (or BGRA when the input had alpha and kept its size),
@@ -64,4 +70,7 @@ class Colouriser:
         height, width = grey.shape
         if size is not None and size[0] * size[1] < height * width:
             grey = cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
-        return self.backend.predict_ab(lightness(grey)).astype(np.float32, copy=False)
+        plane = lightness(grey)
+        with self._backend_lock:
+            ab = self.backend.predict_ab(plane)
+        return ab.astype(np.float32, copy=False)
