@@ -6,8 +6,11 @@ pipeline upsamples it and joins it with the photo's own full-resolution L*.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -16,6 +19,21 @@ import cv2
 import numpy as np
 
 from coloi.models import ModelEntry, find_model
+
+
+@contextlib.contextmanager
+def native_stderr_silenced() -> Iterator[None]:
+    """Hide what native libraries print on file descriptor 2 while a framework loads (absl's
+    and LiteRT's start-up INFO lines); Python exceptions still propagate as usual."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 @dataclass(frozen=True)

@@ -74,6 +74,7 @@ def main(
     log.handlers[:] = [handler]
     log.setLevel(logging.WARNING if quiet else logging.INFO)
     log.propagate = False
+    _BLOCKED.clear()  # a fresh set per invocation (matters when tests call the app in-process)
     _BLOCKED.update(block_plugin or [])
 
 

@@ -5,7 +5,7 @@ Example::
 
     [run]
     pre = ["autolevels", "denoise:strength=8"]
-    post = ["vibrance:amount=1.2"]
+    post = ["saturation:amount=1.2"]
 """
 
 from __future__ import annotations

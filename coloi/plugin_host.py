@@ -97,15 +97,21 @@ def get_plugin_manager(blocked: set[str] | None = None) -> pluggy.PluginManager:
     manager.add_hookspecs(hookspecs)
     manager.coloi_sources = {}  # type: ignore[attr-defined]  # plugin -> (distribution, version)
     blocked = (blocked or set()) | _names(BLOCK_ENV)
-    autoload = os.environ.get(DISABLE_AUTOLOAD_ENV, "") in ("", "0")
+    autoload = os.environ.get(DISABLE_AUTOLOAD_ENV, "").strip().lower() in (
+        "", "0", "false", "no", "off")
     enabled = _names(ENABLE_ENV)
+    owners: dict[str, str] = {}  # entry-point name -> distribution
     for entry_point in metadata.entry_points(group=ENTRY_POINT_GROUP):
         if entry_point.name in blocked:
             manager.set_blocked(entry_point.name)
             continue
-        if manager.get_plugin(entry_point.name) is not None:
-            continue
         dist = entry_point.dist.name if entry_point.dist else ""
+        # Plugins are blocked and reported by name, so a second plugin of the same name would
+        # silently replace (or hide behind) the first one: coloi's own "tflite", say.
+        if entry_point.name in owners:
+            raise PluginError(f"plugin name {entry_point.name!r} is used by two distributions, "
+                              f"{owners[entry_point.name]!r} and {dist!r} (uninstall one)")
+        owners[entry_point.name] = dist
         if not (autoload or dist == OWN_DISTRIBUTION or entry_point.name in enabled):
             continue
         try:
@@ -130,16 +136,25 @@ def build_registry(manager: pluggy.PluginManager) -> Registry:
               PreprocessStep),
              ("postprocess", manager.hook.coloi_register_postprocessors,
               registry.postprocessors, PostprocessStep))
-    provided: dict[str, list[str]] = {name: [] for name, _ in manager.list_name_plugin()}
+    provided: dict[str, list[str]] = {  # a blocked plugin is listed with None: not loaded
+        name: [] for name, plugin in manager.list_name_plugin() if plugin is not None}
     for kind, hook, table, base in hooks:
         # Called implementation by implementation, to know which plugin gave which class.
         for impl in reversed(hook.get_hookimpls()):
             provided[impl.plugin_name].append(hook.name)
             dist, version = sources.get(impl.plugin_name, ("", ""))
-            for cls in impl.function() or []:
+            try:
+                classes = list(impl.function() or [])
+            except Exception as error:  # noqa: BLE001 - any failure of a plugin's own code
+                raise PluginError(f"plugin {impl.plugin_name!r}: {hook.name} failed: "
+                                  f"{type(error).__name__}: {error}") from None
+            for cls in classes:
                 if not (isinstance(cls, type) and issubclass(cls, base)):
                     raise PluginError(f"plugin {impl.plugin_name!r}: {hook.name} returned "
                                       f"{cls!r}, not a subclass of {base.__name__}")
+                if not (isinstance(getattr(cls, "name", None), str) and cls.name):
+                    raise PluginError(f"plugin {impl.plugin_name!r}: {kind} class "
+                                      f"{cls.__qualname__} has no name")
                 if cls.name in table:
                     raise PluginError(f"plugin {impl.plugin_name!r}: {kind} {cls.name!r} is "
                                       f"already registered by plugin {table[cls.name].plugin!r}")

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
@@ -99,10 +100,19 @@ class Watcher:
             raise ColoiError(f"{self.output_dir}: the output folder must be outside the watched "
                              f"folder {self.root}, or outputs would be watched too")
         self.output_dir.mkdir(parents=True, exist_ok=True)
+        self._remove_partial_outputs()
         self.journal = Journal(self.output_dir / JOURNAL_NAME)
         self.pending: dict[Path, _Pending] = {}
         self.events: queue.SimpleQueue[Path] = queue.SimpleQueue()
         self.stopping = threading.Event()
+
+    def _remove_partial_outputs(self) -> None:
+        """Delete temporary files a killed run left mid-write (their outputs were never
+        renamed into place, so those photos are simply done again)."""
+        for partial in self.output_dir.rglob(".*.coloi-partial"):
+            with contextlib.suppress(OSError):
+                partial.unlink()
+                log.info("removed %s, left by an interrupted run", partial)
 
     # -- discovering work -------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from coloi import hookimpl
-from coloi.backend import BackendSettings, FixedSizeModelBackend
+from coloi.backend import BackendSettings, FixedSizeModelBackend, native_stderr_silenced
 from coloi.models import ModelEntry
 
 log = logging.getLogger("coloi")
@@ -39,14 +39,17 @@ class TensorFlowBackend(FixedSizeModelBackend):
     def load(self, model: ModelEntry, settings: BackendSettings) -> None:
         os.environ.setdefault("KERAS_BACKEND", "tensorflow")
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        import keras
-        import tensorflow as tf
+        with native_stderr_silenced():
+            import keras
+            import tensorflow as tf
 
-        from coloi.training import network  # registers the model's custom layer
+            from coloi.training import network  # registers the model's custom layer
+
+            gpus = tf.config.list_physical_devices("GPU")
 
         if settings.threads:
             tf.config.threading.set_intra_op_parallelism_threads(settings.threads)
-        if not tf.config.list_physical_devices("GPU"):
+        if not gpus:
             log.warning("tf-gpu: no GPU is visible; running on the CPU")
         # safe_mode refuses models that would run arbitrary code (Lambda layers, pickles).
         self.keras_model = keras.saving.load_model(

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from coloi import hookimpl
-from coloi.backend import BackendSettings, FixedSizeModelBackend
+from coloi.backend import BackendSettings, FixedSizeModelBackend, native_stderr_silenced
 from coloi.models import ModelEntry
 
 
@@ -37,9 +37,10 @@ class LiteRTBackend(FixedSizeModelBackend):
         return 10
 
     def load(self, model: ModelEntry, settings: BackendSettings) -> None:
-        interpreter = _interpreter_class()(model_path=str(model.path),
-                                           num_threads=settings.thread_count())
-        interpreter.allocate_tensors()
+        with native_stderr_silenced():
+            interpreter = _interpreter_class()(model_path=str(model.path),
+                                               num_threads=settings.thread_count())
+            interpreter.allocate_tensors()
         self.interpreter = interpreter
         self.input_index = interpreter.get_input_details()[0]["index"]
         self.output_index = interpreter.get_output_details()[0]["index"]

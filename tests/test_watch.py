@@ -18,6 +18,7 @@ import pytest
 from tests.conftest import natural_photo
 
 JOURNAL = ".coloi-watch-journal.jsonl"
+COUNT = 120  # enough that a kill lands mid-burst
 
 
 def start_daemon(watched: Path, out: Path, *extra: str) -> subprocess.Popen[str]:
@@ -103,27 +104,27 @@ def test_every_kind_of_arrival_is_done_once(tmp_path: Path, polling: bool) -> No
 def test_restart_after_kill_repeats_and_loses_nothing(tmp_path: Path) -> None:
     watched, out = tmp_path / "scans", tmp_path / "out"
     watched.mkdir()
-    for i in range(40):
+    for i in range(COUNT):
         write_photo(watched / f"p{i:03}.png", i)
     daemon = start_daemon(watched, out)
     wait_for(lambda: len(outputs(out)) >= 5)
     daemon.kill()  # SIGKILL, mid-burst
     daemon.wait()
     before = {name: (out / name).stat().st_mtime_ns for name in outputs(out)}
-    assert 5 <= len(before) < 40
+    assert 5 <= len(before) < COUNT
     daemon = start_daemon(watched, out)
     try:
-        wait_for(lambda: len(outputs(out)) == 40)
+        wait_for(lambda: len(outputs(out)) == COUNT)
         time.sleep(1.0)
     finally:
         log = stop(daemon)
-    assert outputs(out) == [f"p{i:03}.png" for i in range(40)]
+    assert outputs(out) == [f"p{i:03}.png" for i in range(COUNT)]
     for name, mtime in before.items():
         assert (out / name).stat().st_mtime_ns == mtime, f"{name} was done again"
         assert f"done {name}" not in log
     assert not list(out.rglob("*.coloi-partial"))
     entries = [json.loads(line) for line in (out / JOURNAL).read_text().splitlines()]
-    assert sorted(e["source"] for e in entries) == [f"p{i:03}.png" for i in range(40)]
+    assert sorted(e["source"] for e in entries) == [f"p{i:03}.png" for i in range(COUNT)]
 
 
 def test_changed_photo_is_done_again_and_bad_file_is_not_retried(tmp_path: Path) -> None:
