@@ -60,8 +60,8 @@ def lab8_to_bgr(grey: np.ndarray, ab: np.ndarray) -> np.ndarray:
     rounded to whole units, below what an 8-bit output can show.
     """
     height, width = grey.shape
-    ab8 = np.clip(np.rint(ab + 128.0), 0, 255).astype(np.uint8)
-    ab8 = cv2.resize(ab8, (width, height), interpolation=cv2.INTER_LINEAR)
+    ab_small = np.clip(np.rint(ab + 128.0), 0, 255).astype(np.uint8)
+    ab8 = cv2.resize(ab_small, (width, height), interpolation=cv2.INTER_LINEAR)
     lab = cv2.merge([cv2.LUT(grey, _lightness_lut8()), ab8[:, :, 0], ab8[:, :, 1]])
     return cv2.cvtColor(lab, cv2.COLOR_Lab2BGR)
 
@@ -83,8 +83,9 @@ def lab_to_bgr(lightness_plane: np.ndarray, ab: np.ndarray) -> np.ndarray:
 def to_depth(bgr: np.ndarray, bit_depth: int) -> np.ndarray:
     """Float image in [0, 1] -> uint8 or uint16, rounded and saturated."""
     top = 255.0 if bit_depth == 8 else 65535.0
-    return cv2.multiply(bgr, (top, top, top, top),
-                        dtype=cv2.CV_8U if bit_depth == 8 else cv2.CV_16U)
+    depth = cv2.CV_8U if bit_depth == 8 else cv2.CV_16U
+    # OpenCV takes a scalar as the second operand; its type stubs do not say so.
+    return cv2.multiply(bgr, (top, top, top, top), dtype=depth)  # type: ignore[call-overload]
 
 
 def ab_of_grey_photo(bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

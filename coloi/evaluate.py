@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from coloi.color import bgr_to_lab, to_grey
+from coloi.color import bgr_to_lab, to_depth, to_grey
 from coloi.imageio import Photo, read_photo
 from coloi.pipeline import Colouriser
 
@@ -78,11 +78,11 @@ def evaluate(files: list[Path], colouriser: Colouriser, sheet_rows: int = 0,
              on_photo: Callable[[Path], None] = lambda path: None) -> Evaluation:
     """Measure ``colouriser`` on grey copies of ``files`` (8-bit colour photos)."""
     ours, grey_baseline, truth_colour = Scores(), Scores(), []
-    rows = []
+    rows: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     for path in files:
         truth = read_photo(path).pixels
         truth = truth if truth.ndim == 3 else cv2.cvtColor(truth, cv2.COLOR_GRAY2BGR)
-        truth = (truth[:, :, :3] >> 8).astype(np.uint8) if truth.dtype == np.uint16 \
+        truth = to_depth(truth[:, :, :3] / 65535.0, 8) if truth.dtype == np.uint16 \
             else truth[:, :, :3]
         grey = cv2.cvtColor(to_grey(truth), cv2.COLOR_GRAY2BGR)
         output = colouriser.colourise(Photo(grey[:, :, 0].copy(), "png"))

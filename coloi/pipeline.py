@@ -56,8 +56,8 @@ class Colouriser:
             height, width = plane.shape
             ab = cv2.resize(ab_small, (width, height), interpolation=cv2.INTER_LINEAR)
             lab = LabPhoto(plane, ab)
-            for step in self.postprocess:
-                lab = step.process(lab)
+            for post in self.postprocess:
+                lab = post.process(lab)
             bgr = to_depth(lab_to_bgr(lab.lightness, lab.ab), photo.bit_depth)
         pixels = photo.pixels
         if pixels.ndim == 3 and pixels.shape[2] == 4 and pixels.shape[:2] == bgr.shape[:2]:

@@ -10,9 +10,10 @@ be blocked by its entry-point name with ``COLOI_BLOCK_PLUGINS=a,b`` or ``--block
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib import metadata
-from typing import Any
+from typing import Any, cast
 
 import pluggy
 
@@ -40,7 +41,7 @@ class Registration:
 
     name: str
     kind: str
-    cls: type
+    cls: Any  # a Backend, PreprocessStep or PostprocessStep subclass, as ``kind`` says
     plugin: str
     distribution: str
     version: str
@@ -144,7 +145,7 @@ def build_registry(manager: pluggy.PluginManager) -> Registry:
             provided[impl.plugin_name].append(hook.name)
             dist, version = sources.get(impl.plugin_name, ("", ""))
             try:
-                classes = list(impl.function() or [])
+                classes = list(cast("Iterable[Any] | None", impl.function()) or [])
             except Exception as error:  # noqa: BLE001 - any failure of a plugin's own code
                 raise PluginError(f"plugin {impl.plugin_name!r}: {hook.name} failed: "
                                   f"{type(error).__name__}: {error}") from None

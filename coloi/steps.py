@@ -9,19 +9,25 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar, overload
 
 import numpy as np
 
 from coloi.errors import StepOptionError
 
+T = TypeVar("T")
+
 
 @dataclass(frozen=True)
-class Option:
-    """One option of a step: its type (float, int, str or bool), default and help text."""
+class Option(Generic[T]):
+    """One option of a step: its type (float, int, str or bool), default and help text.
 
-    kind: type
-    default: Any
+    Declared as a class attribute; on an instance the attribute reads as the parsed value, so
+    type checkers see ``self.amount`` as a float, not an Option.
+    """
+
+    kind: type[T]
+    default: T
     help: str
     minimum: float | None = None
     maximum: float | None = None
@@ -33,7 +39,7 @@ class Option:
                     raise ValueError(text)
                 value: Any = text.lower() in {"true", "yes", "1", "on"}
             else:
-                value = self.kind(text)
+                value = self.kind(text)  # type: ignore[call-arg]  # float, int or str
         except (TypeError, ValueError):
             raise StepOptionError(
                 f"step {step!r}: option {key}={text!r} is not a {self.kind.__name__}") from None
@@ -42,6 +48,17 @@ class Option:
             raise StepOptionError(f"step {step!r}: option {key}={value} is outside "
                                   f"[{self.minimum}, {self.maximum}]")
         return value
+
+    @overload
+    def __get__(self, instance: None, owner: type) -> Option[T]: ...
+
+    @overload
+    def __get__(self, instance: object, owner: type) -> T: ...
+
+    def __get__(self, instance: object | None, owner: type) -> Option[T] | T:
+        # Step.__init__ stores every parsed value on the instance, which shadows this
+        # non-data descriptor; the default is the answer only if that did not happen.
+        return self if instance is None else self.default
 
 
 @dataclass
@@ -74,9 +91,9 @@ class Step(ABC):
             setattr(self, key, value)
 
     @classmethod
-    def options(cls) -> dict[str, Option]:
+    def options(cls) -> dict[str, Option[Any]]:
         """The step's options by name, from its ``Option`` class attributes."""
-        found: dict[str, Option] = {}
+        found: dict[str, Option[Any]] = {}
         for klass in reversed(cls.__mro__):
             found.update({k: v for k, v in vars(klass).items() if isinstance(v, Option)})
         return found

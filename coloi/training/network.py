@@ -138,7 +138,8 @@ def colour_bins(ab_samples: np.ndarray, grid: float = 10.0, min_share: float = 2
 
     A bin is kept when at least ``min_share`` of the sampled pixels fall in it. Weights are
     ``1 / ((1 - rebalance) * smoothed_prior + rebalance / Q)``, normalised to a mean of 1 under
-    the prior.
+    the prior: ``rebalance`` 0.5 is the paper's, 1 means no rebalancing (every bin weighs the
+    same, and the temperature-1 read-out estimates the conditional mean).
     """
     ab = ab_samples.reshape(-1, 2)
     index = np.round(ab / grid).astype(np.int64)

@@ -34,6 +34,8 @@ class TrainConfig:
     min_crop: int = 96
     cache_dir: str | None = None
     seed: int = 0
+    rebalance: float = 0.5
+    init_weights: str | None = None
 
 
 def _pack(folder: str, cache_dir: str | None, name: str) -> np.ndarray:
@@ -85,7 +87,7 @@ class EpochReport(keras.callbacks.Callback):
         partial = self.run_dir / f".{CHECKPOINT}"
         self.model.save(partial)
         partial.replace(self.run_dir / CHECKPOINT)
-        score = row.get("val_ab_mae_t1", row.get("loss", 0.0))
+        score = float(row.get("val_ab_mae_t1", row.get("loss", 0.0)))  # type: ignore[arg-type]
         if score < self.best:
             self.best = score
             self.model.save_weights(self.run_dir / BEST_WEIGHTS)
@@ -130,7 +132,8 @@ def train(run_dir: Path, config: TrainConfig | None, resume: bool,
     say(f"{len(train_pack)} training photos"
         + (f", {len(val_pack)} validation photos" if val_pack is not None else ""))
     if not resume:
-        bins, weights = network.colour_bins(np.concatenate(list(data.sample_ab(train_pack))))
+        bins, weights = network.colour_bins(np.concatenate(list(data.sample_ab(train_pack))),
+                                            rebalance=config.rebalance)
         (run_dir / CONFIG).write_text(json.dumps(
             {"config": asdict(config), "bins": bins.tolist(), "weights": weights.tolist()}))
     say(f"{len(bins)} colour bins")
@@ -146,6 +149,8 @@ def train(run_dir: Path, config: TrainConfig | None, resume: bool,
     else:
         pretrained = Path(config.pretrained) if config.pretrained else None
         model = network.build_network(len(bins), pretrained, config.width)
+        if config.init_weights:  # start from another run's weights (same bins and width)
+            model.load_weights(config.init_weights)
         schedule = keras.optimizers.schedules.CosineDecay(
             config.learning_rate, decay_steps=steps, alpha=0.05,
             warmup_target=None)
