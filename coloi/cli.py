@@ -303,16 +303,30 @@ def export(
     calibration: Annotated[Path, typer.Option(help="Colour photos to calibrate int8 on.")],
     check: Annotated[Path, typer.Option(help="Colour photos to compare int8 with float on.")],
     name: Annotated[str, typer.Option(help="Model name in the manifest.")] = "coloi",
-    temperature: Annotated[float, typer.Option(
-        min=0.05, max=2.0, help="Annealed-mean temperature: 1 = mean (muted), lower = "
-                                "more vivid.")] = 0.6,
+    temperature: Annotated[str, typer.Option(
+        help="Annealed-mean temperature: 1 = mean (muted), lower = more vivid; 'auto' picks "
+             "the best PSNR on the --check photos whose colourfulness reaches "
+             "--colour-floor.")] = "auto",
+    colour_floor: Annotated[float, typer.Option(
+        help="Colourfulness ratio the automatic temperature must reach.")] = 0.9,
     size: Annotated[int, typer.Option(help="Fixed input size of the models.")] = 256,
 ) -> None:
-    """Export a run's best weights as the Keras model and its int8 TFLite twin."""
+    """Export a run's best weights as the Keras model and its int8 TFLite twin.
+
+    Also checks that the int8 model stays close to the float one, and writes both models'
+    manifest entries (sha256, input size, training record).
+    """
     _need_keras("export")
     from coloi.training.export import export as export_run
 
-    export_run(run_dir, model_dir, name, temperature, size, calibration, check, say=typer.echo)
+    try:
+        chosen = None if temperature == "auto" else float(temperature)
+    except ValueError:
+        fail(f"--temperature must be a number or 'auto', not {temperature!r}")
+    if chosen is not None and not 0.05 <= chosen <= 2.0:
+        fail("--temperature must be between 0.05 and 2")
+    export_run(run_dir, model_dir, name, chosen, size, calibration, check,
+               colour_floor=colour_floor, say=typer.echo)
 
 
 @app.command("eval")

@@ -94,11 +94,40 @@ def int8_gap(model: Any, tflite_path: Path, inputs: list[np.ndarray]) -> float:
     return float(np.mean(gaps))
 
 
-def export(run_dir: Path, model_dir: Path, name: str, temperature: float, size: int,
+TEMPERATURES = (0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.7, 0.8, 1.0)
+
+
+def choose_temperature(run_dir: Path, photos: Path, colour_floor: float, size: int,
+                       say: Callable[[str], None]) -> tuple[float, dict[float, Any]]:
+    """The temperature with the best PSNR among those whose colourfulness ratio reaches
+    ``colour_floor`` on ``photos`` (the most colourful one if none does)."""
+    from coloi.training.tune import sweep
+
+    table = sweep(run_dir, photos, TEMPERATURES, size)
+    for t, scores in table.items():
+        say(f"  T={t}: PSNR {scores['psnr']:.2f}  AuC {scores['auc']:.4f}  "
+            f"colourfulness {scores['colourfulness_ratio']:.3f}")
+    vivid = [t for t, r in table.items() if r["colourfulness_ratio"] >= colour_floor]
+    chosen = (max(vivid, key=lambda t: table[t]["psnr"]) if vivid
+              else max(table, key=lambda t: table[t]["colourfulness_ratio"]))
+    return chosen, table
+
+
+def export(run_dir: Path, model_dir: Path, name: str, temperature: float | None, size: int,
            calibration_dir: Path, check_dir: Path, calibration_count: int = 300,
+           colour_floor: float = 0.9,
            say: Callable[[str], None] = print) -> list[dict[str, Any]]:
     """Write ``name.keras`` and ``name-int8.tflite`` into ``model_dir`` and list them first in
-    its manifest (replacing earlier entries of the same names). Returns the new entries."""
+    its manifest (replacing earlier entries of the same names). Returns the new entries.
+
+    With ``temperature`` None it is chosen on ``check_dir`` by :func:`choose_temperature`.
+    """
+    sweep_table = None
+    if temperature is None:
+        say(f"choosing the temperature on {check_dir} (colourfulness ratio >= {colour_floor})")
+        temperature, sweep_table = choose_temperature(run_dir, check_dir, colour_floor, size,
+                                                      say)
+        say(f"temperature {temperature}")
     logits, bins, saved = load_logits_network(run_dir)
     model = network.inference_model(logits, bins, temperature)
     model_dir.mkdir(parents=True, exist_ok=True)
@@ -116,6 +145,8 @@ def export(run_dir: Path, model_dir: Path, name: str, temperature: float, size: 
     log_rows = (run_dir / LOG).read_text().strip().splitlines()
     training = {"run": run_dir.name, "config": saved["config"], "colour_bins": len(bins),
                 "epochs": len(log_rows) - 1, "temperature": temperature,
+                "temperature_sweep": ({str(t): r for t, r in sweep_table.items()}
+                                      if sweep_table else None),
                 "last_log_row": dict(zip(log_rows[0].split(","), log_rows[-1].split(","),
                                          strict=False))}
     entries = [

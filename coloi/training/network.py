@@ -102,6 +102,7 @@ def inference_model(logits_model: keras.Model, bins: np.ndarray, temperature: fl
     return keras.Model(lightness, ab, name="coloi")
 
 
+@keras.saving.register_keras_serializable(package="coloi")
 class RebalancedBinLoss(keras.losses.Loss):
     """Cross-entropy against soft-encoded a*b* targets, weighted to favour rare colours.
 

@@ -145,7 +145,9 @@ def train(run_dir: Path, config: TrainConfig | None, resume: bool,
     steps = len(batches) * config.epochs
     initial_epoch = _epochs_done(run_dir / LOG) if resume else 0
     if resume:
-        model = keras.saving.load_model(run_dir / CHECKPOINT)
+        model = keras.saving.load_model(
+            run_dir / CHECKPOINT,
+            custom_objects={"RebalancedBinLoss": network.RebalancedBinLoss})
     else:
         pretrained = Path(config.pretrained) if config.pretrained else None
         model = network.build_network(len(bins), pretrained, config.width)
