@@ -304,28 +304,35 @@ def export(
     check: Annotated[Path, typer.Option(help="Colour photos to compare int8 with float on.")],
     name: Annotated[str, typer.Option(help="Model name in the manifest.")] = "coloi",
     temperature: Annotated[str, typer.Option(
-        help="Annealed-mean temperature: 1 = mean (muted), lower = more vivid; 'auto' picks "
-             "the best PSNR on the --check photos whose colourfulness reaches "
-             "--colour-floor.")] = "auto",
+        help="Read-out temperature: 1 = mean (muted), lower = towards the mode; 'auto' "
+             "chooses temperature, prior boost and chroma gain for the best PSNR on half of "
+             "the --check photos whose colourfulness ratio reaches --colour-floor.")] = "auto",
+    prior_boost: Annotated[float, typer.Option(
+        min=0.0, max=2.0, help="Tilt towards rarer colours (with a fixed --temperature).")] = 0.0,
+    chroma_gain: Annotated[float, typer.Option(
+        min=0.5, max=3.0, help="Scale of the predicted a*b* (with a fixed --temperature).")] = 1.0,
     colour_floor: Annotated[float, typer.Option(
-        help="Colourfulness ratio the automatic temperature must reach.")] = 0.9,
+        help="Colourfulness ratio the automatic read-out must reach.")] = 0.9,
     size: Annotated[int, typer.Option(help="Fixed input size of the models.")] = 256,
 ) -> None:
     """Export a run's best weights as the Keras model and its int8 TFLite twin.
 
     Also checks that the int8 model stays close to the float one, and writes both models'
-    manifest entries (sha256, input size, training record).
+    manifest entries (sha256, input size, read-out, training record).
     """
     _need_keras("export")
     from coloi.training.export import export as export_run
+    from coloi.training.network import ReadOut
 
-    try:
-        chosen = None if temperature == "auto" else float(temperature)
-    except ValueError:
-        fail(f"--temperature must be a number or 'auto', not {temperature!r}")
-    if chosen is not None and not 0.05 <= chosen <= 2.0:
-        fail("--temperature must be between 0.05 and 2")
-    export_run(run_dir, model_dir, name, chosen, size, calibration, check,
+    readout = None
+    if temperature != "auto":
+        try:
+            readout = ReadOut(float(temperature), prior_boost, chroma_gain)
+        except ValueError:
+            fail(f"--temperature must be a number or 'auto', not {temperature!r}")
+        if not 0.05 <= readout.temperature <= 2.0:
+            fail("--temperature must be between 0.05 and 2")
+    export_run(run_dir, model_dir, name, readout, size, calibration, check,
                colour_floor=colour_floor, say=typer.echo)
 
 

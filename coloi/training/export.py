@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ import numpy as np
 
 from coloi.models import MANIFEST, file_sha256
 from coloi.training import data, network
+from coloi.training.network import ReadOut
 from coloi.training.train import BEST_WEIGHTS, CONFIG, LOG
 
 
@@ -94,42 +96,30 @@ def int8_gap(model: Any, tflite_path: Path, inputs: list[np.ndarray]) -> float:
     return float(np.mean(gaps))
 
 
-TEMPERATURES = (0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.7, 0.8, 1.0)
-
-
-def choose_temperature(run_dir: Path, photos: Path, colour_floor: float, size: int,
-                       say: Callable[[str], None]) -> tuple[float, dict[float, Any]]:
-    """The temperature with the best PSNR among those whose colourfulness ratio reaches
-    ``colour_floor`` on ``photos`` (the most colourful one if none does)."""
-    from coloi.training.tune import sweep
-
-    table = sweep(run_dir, photos, TEMPERATURES, size)
-    for t, scores in table.items():
-        say(f"  T={t}: PSNR {scores['psnr']:.2f}  AuC {scores['auc']:.4f}  "
-            f"colourfulness {scores['colourfulness_ratio']:.3f}")
-    vivid = [t for t, r in table.items() if r["colourfulness_ratio"] >= colour_floor]
-    chosen = (max(vivid, key=lambda t: table[t]["psnr"]) if vivid
-              else max(table, key=lambda t: table[t]["colourfulness_ratio"]))
-    return chosen, table
-
-
-def export(run_dir: Path, model_dir: Path, name: str, temperature: float | None, size: int,
+def export(run_dir: Path, model_dir: Path, name: str, readout: ReadOut | None, size: int,
            calibration_dir: Path, check_dir: Path, calibration_count: int = 300,
            colour_floor: float = 0.9,
            say: Callable[[str], None] = print) -> list[dict[str, Any]]:
     """Write ``name.keras`` and ``name-int8.tflite`` into ``model_dir`` and list them first in
     its manifest (replacing earlier entries of the same names). Returns the new entries.
 
-    With ``temperature`` None it is chosen on ``check_dir`` by :func:`choose_temperature`.
+    With ``readout`` None it is chosen by :func:`coloi.training.tune.choose` on every other
+    photo of ``check_dir`` (so the other half stays unseen by the choice).
     """
-    sweep_table = None
-    if temperature is None:
-        say(f"choosing the temperature on {check_dir} (colourfulness ratio >= {colour_floor})")
-        temperature, sweep_table = choose_temperature(run_dir, check_dir, colour_floor, size,
-                                                      say)
-        say(f"temperature {temperature}")
+    from coloi.training import tune
+
     logits, bins, saved = load_logits_network(run_dir)
-    model = network.inference_model(logits, bins, temperature)
+    prior = np.asarray(saved["prior"], dtype="float32")
+    sweep_rows = None
+    if readout is None:
+        tuning = data.photo_files(check_dir)[::2]
+        say(f"choosing the read-out on {len(tuning)} photos of {check_dir} "
+            f"(colourfulness ratio >= {colour_floor})")
+        table = tune.sweep(logits, bins, prior, tuning, size=size)
+        readout = tune.choose(table, colour_floor)
+        sweep_rows = [{**asdict(r), **s} for r, s in table.items()]
+        say(f"read-out {readout}: {table[readout]}")
+    model = network.inference_model(logits, bins, readout, prior)
     model_dir.mkdir(parents=True, exist_ok=True)
     keras_path = model_dir / f"{name}.keras"
     model.save(keras_path)
@@ -144,9 +134,8 @@ def export(run_dir: Path, model_dir: Path, name: str, temperature: float | None,
 
     log_rows = (run_dir / LOG).read_text().strip().splitlines()
     training = {"run": run_dir.name, "config": saved["config"], "colour_bins": len(bins),
-                "epochs": len(log_rows) - 1, "temperature": temperature,
-                "temperature_sweep": ({str(t): r for t, r in sweep_table.items()}
-                                      if sweep_table else None),
+                "epochs": len(log_rows) - 1, "readout": asdict(readout),
+                "readout_sweep_on_half_of_check_photos": sweep_rows,
                 "last_log_row": dict(zip(log_rows[0].split(","), log_rows[-1].split(","),
                                          strict=False))}
     entries = [

@@ -10,6 +10,7 @@ quantisation; the smooth upsampling to full resolution is done by the pipeline.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,22 +21,51 @@ from keras import layers, ops
 ENCODER_SKIPS = ("conv_pw_3_relu", "conv_pw_5_relu", "conv_pw_11_relu", "conv_pw_13_relu")
 
 
+@dataclass(frozen=True)
+class ReadOut:
+    """How the bin distribution becomes one a*b* per pixel.
+
+    ``temperature`` 1 gives the mean, lower moves towards the mode. ``prior_boost`` tilts the
+    distribution away from common (greyish) colours by adding ``prior_boost * log(weight)`` to
+    the logits, with the paper's rebalancing weights (a per-pixel, evidence-aware boost: a
+    confident pixel barely moves). ``chroma_gain`` scales the result.
+    """
+
+    temperature: float = 1.0
+    prior_boost: float = 0.0
+    chroma_gain: float = 1.0
+
+    def logit_bias(self, prior: np.ndarray) -> np.ndarray:
+        weights = 1.0 / (0.5 * prior + 0.5 / len(prior))
+        return (self.prior_boost * np.log(weights / weights.max())).astype("float32")
+
+    def apply(self, logits: np.ndarray, bins: np.ndarray, prior: np.ndarray) -> np.ndarray:
+        """The read-out in NumPy, for sweeps (the same arithmetic as :class:`AnnealedMean`)."""
+        z = (logits + self.logit_bias(prior)) / self.temperature
+        p = np.exp(z - z.max(-1, keepdims=True))
+        return ((p / p.sum(-1, keepdims=True)) @ (bins * self.chroma_gain)).astype("float32")
+
+
 @keras.saving.register_keras_serializable(package="coloi")
 class AnnealedMean(layers.Layer):
-    """Logits over colour bins -> expected a*b* under softmax(logits / temperature)."""
+    """Logits over colour bins -> expected a*b* under softmax((logits + bias) / temperature)."""
 
-    def __init__(self, bins: Any, temperature: float = 1.0, **kwargs: Any) -> None:
+    def __init__(self, bins: Any, temperature: float = 1.0, bias: Any = None,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.bins = np.asarray(bins, dtype="float32")
         self.temperature = float(temperature)
+        self.bias = np.zeros(len(self.bins), "float32") if bias is None else np.asarray(
+            bias, dtype="float32")
 
     def call(self, logits: Any) -> Any:
-        probs = ops.softmax(logits / self.temperature, axis=-1)
-        return ops.matmul(probs, ops.convert_to_tensor(self.bins))
+        z = (logits + ops.convert_to_tensor(self.bias)) / self.temperature
+        return ops.matmul(ops.softmax(z, axis=-1), ops.convert_to_tensor(self.bins))
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
-        config.update(bins=self.bins.tolist(), temperature=self.temperature)
+        config.update(bins=self.bins.tolist(), temperature=self.temperature,
+                      bias=self.bias.tolist())
         return config
 
 
@@ -93,12 +123,13 @@ def build_network(num_bins: int, pretrained: Path | None = None, width: int = 96
     return keras.Model(lightness, logits, name="coloi_logits")
 
 
-def inference_model(logits_model: keras.Model, bins: np.ndarray, temperature: float,
-                    size: int | None = None) -> keras.Model:
+def inference_model(logits_model: keras.Model, bins: np.ndarray, readout: ReadOut,
+                    prior: np.ndarray, size: int | None = None) -> keras.Model:
     """The shipped model: L* in, a*b* at a quarter of the input resolution out."""
     shape = (size, size, 1) if size else (None, None, 1)
     lightness = keras.Input(shape, name="lightness")
-    ab = AnnealedMean(bins, temperature, name="annealed_mean")(logits_model(lightness))
+    ab = AnnealedMean(bins * readout.chroma_gain, readout.temperature,
+                      readout.logit_bias(prior), name="annealed_mean")(logits_model(lightness))
     return keras.Model(lightness, ab, name="coloi")
 
 
@@ -134,8 +165,10 @@ class RebalancedBinLoss(keras.losses.Loss):
 
 
 def colour_bins(ab_samples: np.ndarray, grid: float = 10.0, min_share: float = 2e-6,
-                rebalance: float = 0.5, sigma_bins: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
-    """Bins (Q, 2) of the a*b* grid that the photos use, and their rebalancing weights (Q,).
+                rebalance: float = 0.5, sigma_bins: float = 0.5,
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Bins (Q, 2) of the a*b* grid that the photos use, their rebalancing weights (Q,) and
+    their smoothed prior (Q,).
 
     A bin is kept when at least ``min_share`` of the sampled pixels fall in it. Weights are
     ``1 / ((1 - rebalance) * smoothed_prior + rebalance / Q)``, normalised to a mean of 1 under
@@ -156,4 +189,4 @@ def colour_bins(ab_samples: np.ndarray, grid: float = 10.0, min_share: float = 2
     prior /= prior.sum()
     weights = 1.0 / ((1 - rebalance) * prior + rebalance / len(bins))
     weights /= (weights * prior).sum()
-    return bins, weights.astype("float32")
+    return bins, weights.astype("float32"), prior.astype("float32")

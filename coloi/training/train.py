@@ -132,10 +132,11 @@ def train(run_dir: Path, config: TrainConfig | None, resume: bool,
     say(f"{len(train_pack)} training photos"
         + (f", {len(val_pack)} validation photos" if val_pack is not None else ""))
     if not resume:
-        bins, weights = network.colour_bins(np.concatenate(list(data.sample_ab(train_pack))),
-                                            rebalance=config.rebalance)
+        bins, weights, prior = network.colour_bins(
+            np.concatenate(list(data.sample_ab(train_pack))), rebalance=config.rebalance)
         (run_dir / CONFIG).write_text(json.dumps(
-            {"config": asdict(config), "bins": bins.tolist(), "weights": weights.tolist()}))
+            {"config": asdict(config), "bins": bins.tolist(), "weights": weights.tolist(),
+             "prior": prior.tolist()}))
     say(f"{len(bins)} colour bins")
 
     batches = data.AugmentedBatches(train_pack, config.size, config.batch_size, seed=config.seed,
