@@ -13,10 +13,18 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from coloi.errors import ColoiError, OutputExists, PhotoError, UnreadablePhoto, UnwritableOutput
+from coloi.errors import (
+    ColoiError,
+    MissingPhoto,
+    OutputExists,
+    PhotoError,
+    UnreadablePhoto,
+    UnwritableOutput,
+)
 from coloi.imageio import (
     FORMAT_SUFFIX,
     IMAGE_SUFFIXES,
+    READABLE_SUFFIXES,
     Limits,
     encode_photo,
     read_photo,
@@ -25,8 +33,10 @@ from coloi.imageio import (
 from coloi.pipeline import Colouriser
 
 COLOURISED_SUFFIX = "_colourised"
+# The output format for each input suffix when none is chosen: the input's own, except for
+# formats coloi reads but does not write (GIF), which become PNG.
 SUFFIX_FORMAT = {".jpg": "jpeg", ".jpeg": "jpeg", ".png": "png", ".tif": "tiff",
-                 ".tiff": "tiff", ".webp": "webp", ".bmp": "bmp"}
+                 ".tiff": "tiff", ".webp": "webp", ".bmp": "bmp", ".gif": "png"}
 
 
 @dataclass(frozen=True)
@@ -40,12 +50,16 @@ class Job:
 
 def is_candidate(path: Path) -> bool:
     """An image file by its name, and not a hidden or partial file."""
-    return (path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+    return (path.suffix.lower() in READABLE_SUFFIXES and not path.name.startswith(".")
             and not path.name.endswith(".coloi-partial"))
 
 
 def output_path(source: Path, relative: Path, output_dir: Path | None, fmt: str | None) -> Path:
-    """Where a source's output goes: ``output_dir/relative`` or beside it, marked as coloured."""
+    """Where a source's output goes: ``output_dir/relative`` or beside it, marked as coloured.
+    It keeps the source's suffix unless ``fmt`` (or a source format coloi does not write)
+    asks for another."""
+    if fmt is None and source.suffix.lower() not in IMAGE_SUFFIXES:
+        fmt = SUFFIX_FORMAT.get(source.suffix.lower())
     suffix = FORMAT_SUFFIX[fmt] if fmt else source.suffix
     if output_dir is None:
         return source.with_name(f"{source.stem}{COLOURISED_SUFFIX}{suffix}")
@@ -54,12 +68,23 @@ def output_path(source: Path, relative: Path, output_dir: Path | None, fmt: str 
 
 def plan_jobs(inputs: Iterable[Path], output_dir: Path | None,
               fmt: str | None) -> Iterator[Job | PhotoError]:
-    """Jobs for files and (recursively) folders; a PhotoError for each input that is unusable."""
+    """Jobs for files and (recursively) folders; a PhotoError for each input that is unusable.
+
+    Links are followed (a link given by name, and links to files inside a folder); a link in a
+    folder that leads nowhere is reported rather than passed over in silence.
+    """
     output_root = output_dir.resolve() if output_dir else None
     for argument in inputs:
         if argument.is_dir():
             for path in sorted(argument.rglob("*")):
-                if not is_candidate(path) or not path.is_file():
+                if not is_candidate(path):
+                    continue
+                if not path.is_file():
+                    if path.is_symlink() and not path.exists():
+                        yield MissingPhoto(path, "a link to nothing (its target is missing, "
+                                                 "or links lead round in a loop)")
+                    elif not path.is_dir():  # a FIFO or a socket with a photo's name
+                        yield UnreadablePhoto(path, "not a regular file")
                     continue
                 if output_root and output_root in path.resolve().parents:
                     continue  # earlier outputs inside the input folder are not inputs
@@ -69,7 +94,7 @@ def plan_jobs(inputs: Iterable[Path], output_dir: Path | None,
         elif argument.exists() or argument.is_symlink():
             yield _job(argument, Path(argument.name), output_dir, fmt)
         else:
-            yield UnreadablePhoto(argument, "no such file or folder")
+            yield MissingPhoto(argument, "no such file or folder")
 
 
 def _job(source: Path, relative: Path, output_dir: Path | None,
@@ -84,26 +109,53 @@ def _job(source: Path, relative: Path, output_dir: Path | None,
     return Job(source, target, chosen)
 
 
-def colourise_file(job: Job, colouriser: Colouriser, limits: Limits,
-                   overwrite: bool = False, quality: int = 95) -> None:
-    """Read, colourise and write one photo; raises only PhotoError."""
-    if not overwrite and job.target.exists():
-        raise OutputExists(job.target, "output already exists (use --overwrite to replace it)")
-    photo = read_photo(job.source, limits)
+def render(job: Job, colouriser: Colouriser, limits: Limits, quality: int = 95) -> bytes:
+    """Read and colourise ``job.source`` and encode its output, in memory; touches no file.
+
+    Raises only PhotoError: UnreadablePhoto for the input, PhotoError for a failed
+    colourisation or an output format that cannot hold the photo.
+    """
     try:
+        photo = read_photo(job.source, limits)
         pixels = colouriser.colourise(photo)
-        data = encode_photo(pixels, job.format, photo.exif, photo.icc_profile, quality)
-    except ColoiError as error:
+    except PhotoError:
+        raise
+    except ColoiError as error:  # a step's option error, met at run time
         raise PhotoError(job.source, str(error)) from None
-    except (ValueError, MemoryError, OSError) as error:
-        raise PhotoError(job.source, f"colourisation failed: {type(error).__name__}: {error}")\
-            from None
+    except MemoryError:
+        raise PhotoError(job.source, "not enough memory to colourise it") from None
+    except Exception as error:  # noqa: BLE001 - steps and backends are plugins (anyone's code)
+        # and decoders meet every kind of damaged file: whatever they raise fails this one
+        # photo, by name, and must not end a batch or the daemon (which systemd would only
+        # restart into the same photo).
+        raise PhotoError(job.source, f"colourisation failed ({type(error).__name__}: "
+                                     f"{error})") from None
+    try:
+        return encode_photo(pixels, job.format, photo.exif, photo.icc_profile, quality)
+    except MemoryError:
+        raise PhotoError(job.source, "not enough memory to encode it") from None
+    except (ValueError, OSError) as error:
+        raise PhotoError(job.source, f"cannot encode it as {job.format.upper()} "
+                                     f"({error})") from None
+
+
+def write_output(job: Job, data: bytes, overwrite: bool = False) -> None:
+    """Write an encoded output atomically, making its folder; raises only PhotoError."""
     try:
         job.target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise UnwritableOutput(job.target.parent,
-                               f"cannot create folder ({error.strerror})") from None
+                               f"cannot create folder ({error.strerror or error})") from None
     write_atomically(job.target, data, overwrite=overwrite)
+
+
+def colourise_file(job: Job, colouriser: Colouriser, limits: Limits,
+                   overwrite: bool = False, quality: int = 95) -> None:
+    """Read, colourise and write one photo; raises only PhotoError, and leaves no partial
+    output behind."""
+    if not overwrite and job.target.exists():
+        raise OutputExists(job.target, "output already exists (use --overwrite to replace it)")
+    write_output(job, render(job, colouriser, limits, quality), overwrite)
 
 
 @dataclass

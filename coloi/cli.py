@@ -45,6 +45,8 @@ FormatOption = Annotated[str | None, typer.Option(
     "--format", "-f", help="Output format: jpeg, png, tiff, webp or bmp (default: the input's).")]
 MaxPixelsOption = Annotated[int, typer.Option(
     "--max-pixels", min=1, help="Refuse photos with more pixels than this (protects memory).")]
+MaxBytesOption = Annotated[int, typer.Option(
+    "--max-bytes", min=1, help="Refuse files larger than this many bytes (protects memory).")]
 
 
 def fail(message: str) -> NoReturn:
@@ -124,6 +126,7 @@ def run(
     pre: PreOption = None,
     post: PostOption = None,
     max_pixels: MaxPixelsOption = 100_000_000,
+    max_bytes: MaxBytesOption = 1 << 30,
 ) -> None:
     """Colourise photos and folders of photos.
 
@@ -162,7 +165,7 @@ def run(
 
     started = time.perf_counter()
     try:
-        outcomes = run_jobs(items, colouriser, Limits(max_pixels=max_pixels), overwrite,
+        outcomes = run_jobs(items, colouriser, Limits(max_pixels, max_bytes), overwrite,
                             skip_existing, quality, report)
     finally:
         if progress is not None:
@@ -219,6 +222,11 @@ def watch(
     pre: PreOption = None,
     post: PostOption = None,
     max_pixels: MaxPixelsOption = 100_000_000,
+    max_bytes: MaxBytesOption = 1 << 30,
+    photo_timeout: Annotated[float | None, typer.Option(
+        "--photo-timeout", min=0.01, help="Give up a photo that takes longer than this many "
+                                          "seconds; it is logged as failed and not retried "
+                                          "until it changes.")] = None,
 ) -> None:
     """Colourise every photo already in FOLDER or dropped into it later, exactly once.
 
@@ -235,9 +243,9 @@ def watch(
     target = output or folder.resolve().with_name(folder.resolve().name + "-colourised")
     try:
         colouriser = _colouriser(backend, model_dir, model, threads, pre, post)
-        watcher = Watcher(folder, target, colouriser, Limits(max_pixels=max_pixels),
+        watcher = Watcher(folder, target, colouriser, Limits(max_pixels, max_bytes),
                           polling=polling, settle=settle, poll_interval=poll_interval,
-                          quality=quality)
+                          quality=quality, photo_timeout=photo_timeout)
         watcher.run()
     except ColoiError as error:
         fail(str(error))

@@ -23,8 +23,16 @@ class UnreadablePhoto(PhotoError):
     """The input is missing, empty, truncated, not an image or in an unsupported form."""
 
 
+class MissingPhoto(UnreadablePhoto):
+    """The input is not there: never was, or was removed before it could be read."""
+
+
 class PhotoTooLarge(UnreadablePhoto):
     """The input is over a configured limit (pixels or bytes)."""
+
+
+class PhotoTimeout(PhotoError):
+    """The photo took longer than the daemon's per-photo time limit and was abandoned."""
 
 
 class OutputExists(PhotoError):

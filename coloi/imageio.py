@@ -1,8 +1,13 @@
 """Reading and writing photos: formats, bit depths, EXIF orientation, metadata, integrity.
 
 Pixels are decoded with OpenCV (fast, 16-bit aware); Pillow reads only the header (size,
-format, EXIF, ICC profile) and encodes 8-bit outputs, since it can carry EXIF and ICC profiles.
-Every failure is a :class:`~coloi.errors.PhotoError` naming the file and the reason.
+format, frames, EXIF, ICC profile), decodes the few layouts OpenCV gets wrong, and encodes 8-bit
+outputs, since it can carry EXIF and ICC profiles.
+
+Every file is untrusted: :func:`read_photo` checks size, completeness and structure before a
+decoder sees the pixels, and whatever a decoder raises on damaged bytes becomes an
+:class:`~coloi.errors.UnreadablePhoto` naming the file and the reason (``tests/test_fuzz.py``
+holds it to that).
 """
 
 from __future__ import annotations
@@ -10,25 +15,43 @@ from __future__ import annotations
 import functools
 import io
 import os
+import stat
 import struct
 import tempfile
+import warnings
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
-from coloi.errors import OutputExists, PhotoTooLarge, UnreadablePhoto, UnwritableOutput
+from coloi.errors import (
+    ColoiError,
+    MissingPhoto,
+    OutputExists,
+    PhotoTooLarge,
+    UnreadablePhoto,
+    UnwritableOutput,
+)
 
 # We enforce our own pixel limit (Limits.max_pixels) before decoding.
 Image.MAX_IMAGE_PIXELS = None
+# A damaged file gets one line from coloi naming it and the reason; the decoders' own warnings
+# about it (OpenCV's log, Pillow's warnings about metadata we drop anyway) would only add
+# unnamed lines to it. OPENCV_LOG_LEVEL still wins for whoever debugs OpenCV.
+if "OPENCV_LOG_LEVEL" not in os.environ:
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
 
+# Formats coloi reads and writes.
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp"})
+# GIF is read but never written (256 colours cannot hold a colourised photo): its output is PNG.
+READABLE_SUFFIXES = IMAGE_SUFFIXES | {".gif"}
 FORMAT_SUFFIX = {"jpeg": ".jpg", "png": ".png", "tiff": ".tif", "webp": ".webp", "bmp": ".bmp"}
 _PIL_FORMAT = {"JPEG": "jpeg", "MPO": "jpeg", "PNG": "png", "TIFF": "tiff", "WEBP": "webp",
-               "BMP": "bmp"}
+               "BMP": "bmp", "GIF": "gif"}
 _SIXTEEN_BIT_FORMATS = frozenset({"png", "tiff"})
 ORIENTATION_TAG = 0x0112
 # TIFF tags that describe a file's own pixel layout. A TIFF's "EXIF" as Pillow reads it is its
@@ -36,6 +59,11 @@ ORIENTATION_TAG = 0x0112
 _LAYOUT_TAGS = frozenset({254, 255, 256, 257, 258, 259, 262, 263, 266, 273, 277, 278, 279, 280,
                           281, 284, 290, 291, 317, 318, 319, 320, 321, 322, 323, 324, 325, 338,
                           339, 340, 341, 530, 531, 532, 34675})
+# What decoders raise on damaged bytes (Pillow's plugins parse headers with struct and index
+# into what they read; OpenCV raises cv2.error). Each means "this file cannot be read".
+_DECODER_ERRORS = (OSError, ValueError, SyntaxError, EOFError, struct.error, IndexError,
+                   KeyError, TypeError, ZeroDivisionError, OverflowError, RecursionError,
+                   Image.DecompressionBombError, cv2.error)
 
 
 @dataclass(frozen=True)
@@ -50,8 +78,8 @@ class Limits:
 class Photo:
     """A decoded photo, upright (EXIF orientation applied).
 
-    ``pixels`` is uint8 or uint16: (H, W) grey, (H, W, 3) BGR or (H, W, 4) BGRA. ``exif`` has
-    its orientation reset to 1, since the pixels are now upright.
+    ``pixels`` is uint8 or uint16: (H, W) grey, (H, W, 3) BGR or (H, W, 4) BGRA, with H and W at
+    least 1. ``exif`` has its orientation reset to 1, since the pixels are now upright.
     """
 
     pixels: np.ndarray
@@ -73,6 +101,20 @@ def _format_by_signature(data: bytes) -> str | None:
     return next((fmt for sig, fmt in signatures.items() if data.startswith(sig)), None)
 
 
+def _png_complete(data: bytes) -> bool:
+    """Whether every chunk fits in the file, up to IEND. A chunk length past the end is not
+    only a truncation: OpenCV's PNG reader allocates what a chunk declares (up to 4 GB, from a
+    file of a few bytes), so no PNG reaches it unchecked."""
+    position = 8
+    while position + 12 <= len(data):
+        length = int.from_bytes(data[position:position + 4], "big")
+        kind = data[position + 4:position + 8]
+        position += 12 + length
+        if kind == b"IEND":
+            return position <= len(data)
+    return False
+
+
 def _check_complete(path: Path, data: bytes, fmt: str, header: Image.Image) -> None:
     """Catch truncated files, which some decoders (libjpeg) silently fill with grey."""
     truncated = False
@@ -80,20 +122,61 @@ def _check_complete(path: Path, data: bytes, fmt: str, header: Image.Image) -> N
         # Entropy-coded data cannot hold 0xFFD9, so EOI must follow the last start of scan.
         truncated = data.rfind(b"\xff\xd9") < data.rfind(b"\xff\xda")
     elif fmt == "png":
-        truncated = b"IEND" not in data[-256:]
+        truncated = not _png_complete(data)
     elif fmt == "webp":
         truncated = len(data) < struct.unpack("<I", data[4:8])[0] + 8
     elif fmt == "tiff":
         tags = getattr(header, "tag_v2", {})
         offsets = tags.get(273) or tags.get(324) or ()
         counts = tags.get(279) or tags.get(325) or ()
-        ends = [o + c for o, c in zip(offsets, counts, strict=False)]
+        ends = [int(o) + int(c) for o, c in zip(offsets, counts, strict=False)]
         truncated = bool(ends) and max(ends) > len(data)
     elif fmt == "bmp":
         declared = struct.unpack("<I", data[2:6])[0]
         truncated = declared > len(data)
     if truncated:
         raise UnreadablePhoto(path, f"truncated {fmt.upper()} file")
+
+
+def _frame_count(header: Image.Image, fmt: str) -> int:
+    """How many pictures the file holds: an animation's frames, or a TIFF's pages other than
+    reduced-resolution copies and masks. A JPEG counts as one: the extra pictures of an MPO
+    (previews, depth maps) come after the photo itself, which is what OpenCV decodes."""
+    count = int(getattr(header, "n_frames", 1))
+    if fmt == "jpeg" or count == 1:
+        return 1
+    if fmt != "tiff":
+        return count
+    pages = 0
+    for index in range(count):
+        header.seek(index)
+        # NewSubfileType: bit 0 a reduced-resolution copy, bit 2 a transparency mask.
+        pages += not int(getattr(header, "tag_v2", {}).get(254, 0)) & 0b101
+    header.seek(0)
+    return pages
+
+
+def _has_alpha(header: Image.Image) -> bool:
+    return bool({"A", "a"} & set(header.getbands())) or "transparency" in header.info
+
+
+def _decoded_by_pillow(header: Image.Image, fmt: str) -> bool:
+    """The layouts OpenCV gets wrong: GIF (which it may not read at all), and 8-bit TIFF with
+    unassociated alpha, which libtiff's RGBA interface premultiplies, darkening every
+    translucent pixel. Pillow reads both exactly."""
+    if fmt == "gif":
+        return True
+    if fmt != "tiff" or header.mode not in ("RGBA", "LA"):
+        return False
+    tags = getattr(header, "tag_v2", {})
+    return tuple(tags.get(338, ())) == (2,) and set(tags.get(258, (8,))) == {8}
+
+
+def _pillow_pixels(header: Image.Image) -> np.ndarray:
+    header.seek(0)
+    if _has_alpha(header):
+        return cv2.cvtColor(np.asarray(header.convert("RGBA")), cv2.COLOR_RGBA2BGRA)
+    return cv2.cvtColor(np.asarray(header.convert("RGB")), cv2.COLOR_RGB2BGR)
 
 
 def _upright(pixels: np.ndarray, orientation: int) -> np.ndarray:
@@ -119,68 +202,138 @@ def _normalise_depth(path: Path, pixels: np.ndarray) -> np.ndarray:
     if pixels.dtype in (np.uint8, np.uint16):
         return pixels
     if pixels.dtype in (np.float32, np.float64):
-        return (np.clip(pixels, 0.0, 1.0) * 65535.0 + 0.5).astype(np.uint16)
+        return (np.clip(np.nan_to_num(pixels), 0.0, 1.0) * 65535.0 + 0.5).astype(np.uint16)
     raise UnreadablePhoto(path, f"unsupported sample type {pixels.dtype}")
 
 
-def read_photo(path: Path, limits: Limits = Limits()) -> Photo:
-    """Decode ``path`` after checking it is a complete image within ``limits``."""
+def _normalise_channels(path: Path, pixels: np.ndarray, alpha: bool) -> np.ndarray:
+    """Grey, BGR or BGRA. A fourth channel the file does not call alpha (OpenCV gives CMYK and
+    RGBX TIFFs one, made up or garbage) is dropped."""
+    if pixels.ndim == 3 and pixels.shape[2] == 1:
+        pixels = pixels[:, :, 0]
+    elif pixels.ndim == 3 and pixels.shape[2] == 2:  # grey + alpha
+        grey = pixels[:, :, 0]
+        pixels = cv2.merge([grey, grey, grey, pixels[:, :, 1]])
+    if pixels.ndim == 3 and pixels.shape[2] == 4 and not alpha:
+        pixels = np.ascontiguousarray(pixels[:, :, :3])
+    if pixels.ndim not in (2, 3) or (pixels.ndim == 3 and pixels.shape[2] not in (3, 4)):
+        raise UnreadablePhoto(path, f"unsupported layout of {pixels.shape[-1]} channels")
+    return pixels
+
+
+def _metadata(header: Image.Image) -> tuple[int, bytes | None, bytes | None]:
+    """Orientation, EXIF (orientation reset, layout tags removed) and ICC profile. Damaged
+    metadata is dropped, never the photo: an orientation or profile that cannot be read is
+    left out, and the photo is done without it."""
+    orientation, exif_bytes, icc = 1, None, None
     try:
-        size = path.stat().st_size
-        if not path.is_file():
-            raise UnreadablePhoto(path, "not a regular file")
-        if size == 0:
-            raise UnreadablePhoto(path, "empty file")
-        if size > limits.max_bytes:
-            raise PhotoTooLarge(path, f"file of {size:,} bytes is over the limit of "
-                                      f"{limits.max_bytes:,}")
-        data = path.read_bytes()
+        icc = header.info.get("icc_profile")
+        exif = header.getexif()
+        value = exif.get(ORIENTATION_TAG, 1)
+        orientation = value if isinstance(value, int) and 1 <= value <= 8 else 1
+        for tag in _LAYOUT_TAGS & set(exif):
+            del exif[tag]
+        if exif:
+            exif[ORIENTATION_TAG] = 1
+            exif_bytes = exif.tobytes()
+    except ColoiError:
+        raise  # a time limit expiring here is not damaged metadata
+    except Exception:  # noqa: BLE001 - Pillow's EXIF parser raises anything on damaged tags
+        exif_bytes = None
+    return orientation, exif_bytes, icc if isinstance(icc, bytes) and icc else None
+
+
+def _read_file(path: Path, limits: Limits) -> bytes:
+    """The file's bytes, checked and read through one descriptor, so that what is checked is
+    what is read even if the path changes meanwhile."""
+    try:
+        # O_NONBLOCK: a FIFO named like a photo must not block us until someone writes to it.
+        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)
+                             | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
-        raise UnreadablePhoto(path, "no such file") from None
+        raise MissingPhoto(path, "no such file") from None
     except PermissionError:
         raise UnreadablePhoto(path, "permission denied") from None
-    except IsADirectoryError:
-        raise UnreadablePhoto(path, "is a folder") from None
     except OSError as error:
         raise UnreadablePhoto(path, f"cannot read ({error.strerror or error})") from None
-
     try:
-        header = Image.open(io.BytesIO(data))
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        with open(descriptor, "rb") as stream:
+            info = os.fstat(descriptor)
+            if stat.S_ISDIR(info.st_mode):
+                raise UnreadablePhoto(path, "is a folder")
+            if not stat.S_ISREG(info.st_mode):
+                raise UnreadablePhoto(path, "not a regular file")
+            if info.st_size > limits.max_bytes:
+                raise PhotoTooLarge(path, f"file of {info.st_size:,} bytes is over the limit "
+                                          f"of {limits.max_bytes:,} bytes")
+            # One byte over the limit tells a file that grew while we read it.
+            data = stream.read(limits.max_bytes + 1)
+    except OSError as error:
+        raise UnreadablePhoto(path, f"cannot read ({error.strerror or error})") from None
+    if not data:
+        raise UnreadablePhoto(path, "empty file")
+    if len(data) > limits.max_bytes:
+        raise PhotoTooLarge(path, f"file is over the limit of {limits.max_bytes:,} bytes")
+    return data
+
+
+def read_photo(path: Path, limits: Limits = Limits()) -> Photo:
+    """Decode ``path`` after checking it is a complete, single image within ``limits``.
+
+    Raises UnreadablePhoto (MissingPhoto, PhotoTooLarge) naming the file and the reason, for
+    any content whatever; the file is only read. Animated and multi-page files are refused
+    rather than reduced to their first picture, which would silently lose the rest.
+    """
+    data = _read_file(path, limits)
+    try:
+        return _decode(path, data, limits)
+    except MemoryError:
+        raise UnreadablePhoto(path, "not enough memory to decode it") from None
+    except _DECODER_ERRORS:
         known = _format_by_signature(data)
         reason = (f"corrupt or truncated {known.upper()} file" if known
                   else "not an image, or an unsupported format")
         raise UnreadablePhoto(path, reason) from None
+
+
+def _decode(path: Path, data: bytes, limits: Limits) -> Photo:
+    header = Image.open(io.BytesIO(data))
     fmt = _PIL_FORMAT.get(header.format or "")
     if fmt is None:
         raise UnreadablePhoto(path, f"unsupported format {header.format}")
     width, height = header.size
+    if width < 1 or height < 1:
+        raise UnreadablePhoto(path, f"corrupt {fmt.upper()} file: it claims {width}x{height} "
+                                    f"pixels")
     if width * height > limits.max_pixels:
         raise PhotoTooLarge(path, f"{width}x{height} pixels is over the limit of "
                                   f"{limits.max_pixels:,} pixels")
     _check_complete(path, data, fmt, header)
+    frames = _frame_count(header, fmt)
+    if frames > 1:
+        kind = f"multi-page TIFF ({frames} pages)" if fmt == "tiff" else \
+            f"animated {fmt.upper()} ({frames} frames)"
+        raise UnreadablePhoto(path, f"{kind}: coloi reads single pictures only; save the one "
+                                    f"to colourise on its own")
+    if header.mode == "LAB":
+        raise UnreadablePhoto(path, "CIE L*a*b* TIFF is not supported; save it as RGB")
 
-    try:
-        exif = header.getexif()
-        icc = header.info.get("icc_profile")
-    except Exception:  # noqa: BLE001 - broken metadata must not lose the photo itself
-        exif, icc = Image.Exif(), None
-    orientation = exif.get(ORIENTATION_TAG, 1) if exif else 1
-
-    pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    if pixels is None or pixels.size == 0:
+    decoded: np.ndarray | None
+    if _decoded_by_pillow(header, fmt):
+        decoded = _pillow_pixels(header)
+    else:
+        decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if decoded is None or decoded.size == 0:
         raise UnreadablePhoto(path, f"corrupt {fmt.upper()} data")
-    pixels = _normalise_depth(path, pixels)
-    if pixels.ndim == 3 and pixels.shape[2] == 2:  # grey + alpha
-        pixels = cv2.cvtColor(pixels[:, :, 0], cv2.COLOR_GRAY2BGR)
-    pixels = _upright(pixels, int(orientation) if isinstance(orientation, int) else 1)
-    exif_bytes = None
-    for tag in _LAYOUT_TAGS & set(exif):
-        del exif[tag]
-    if exif:
-        exif[ORIENTATION_TAG] = 1
-        exif_bytes = exif.tobytes()
-    return Photo(pixels, fmt, exif_bytes, icc if isinstance(icc, bytes) else None)
+    pixels = _normalise_channels(path, _normalise_depth(path, decoded), _has_alpha(header))
+    if pixels.shape[:2] != (height, width):  # the header and the pixels disagree
+        raise UnreadablePhoto(path, f"corrupt {fmt.upper()} file: {width}x{height} pixels "
+                                    f"declared, {pixels.shape[1]}x{pixels.shape[0]} decoded")
+    # After the pixels: _metadata edits the EXIF that Pillow consults as it loads them.
+    orientation, exif, icc = _metadata(header)
+    if fmt == "tiff":
+        orientation = 1  # OpenCV and Pillow both apply a TIFF's own orientation tag already
+    return Photo(_upright(pixels, orientation), fmt, exif, icc)
 
 
 def _png_chunk(kind: bytes, body: bytes) -> bytes:
@@ -199,14 +352,31 @@ def _png_with_metadata(png: bytes, exif: bytes | None, icc: bytes | None) -> byt
     return png[:ihdr_end] + extra + png[ihdr_end:]
 
 
+def _rgb_profile(icc_profile: bytes | None) -> bytes | None:
+    """The profile, unless its header says it describes other than RGB data: an output is
+    always colour, so the grey or CMYK profile of a grey or CMYK input would tell viewers to
+    misread it."""
+    if icc_profile and icc_profile[36:40] == b"acsp" and icc_profile[16:20] != b"RGB ":
+        return None
+    return icc_profile
+
+
 def encode_photo(pixels: np.ndarray, fmt: str, exif: bytes | None = None,
                  icc_profile: bytes | None = None, quality: int = 95) -> bytes:
-    """Encode uint8/uint16 BGR or BGRA pixels. 16 bits are kept for PNG and TIFF only."""
+    """Encode uint8/uint16 BGR or BGRA pixels. 16 bits are kept for PNG and TIFF only.
+
+    Raises ValueError or OSError when the format cannot hold the photo (a WebP over 16383
+    pixels on a side, for one).
+    """
+    icc_profile = _rgb_profile(icc_profile)
     if pixels.dtype == np.uint16 and fmt in _SIXTEEN_BIT_FORMATS:
         # Uncompressed TIFF, as archives keep masters; deflating 72 MB takes seconds.
         params = ([cv2.IMWRITE_PNG_COMPRESSION, 3] if fmt == "png"
                   else [cv2.IMWRITE_TIFF_COMPRESSION, 1])
-        ok, buffer = cv2.imencode(FORMAT_SUFFIX[fmt], pixels, params)
+        try:
+            ok, buffer = cv2.imencode(FORMAT_SUFFIX[fmt], pixels, params)
+        except cv2.error:
+            ok = False
         if not ok:
             raise ValueError(f"OpenCV could not encode a 16-bit {fmt}")
         encoded = buffer.tobytes()
@@ -246,7 +416,9 @@ def write_atomically(path: Path, data: bytes, overwrite: bool = False) -> None:
         raise OutputExists(path, "output already exists (use --overwrite to replace it)")
     temporary = None
     try:
-        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
+        # Part of the name only: the whole of a long one (up to 255 bytes) plus the temporary
+        # marks would be over the filesystem's limit.
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name[:40]}.",
                                              suffix=".coloi-partial")
         os.fchmod(handle, 0o666 & ~_umask())  # mkstemp makes 0600; outputs are ordinary files
         with os.fdopen(handle, "wb") as stream:

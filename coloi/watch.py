@@ -8,7 +8,10 @@
 - Outputs go to a folder outside the watched one and are written atomically; the journal
   (:mod:`coloi.journal`) records each finished photo, so a restart after a crash neither
   repeats nor loses one. A photo that changes is done again; one that fails is logged and not
-  retried until it changes.
+  retried until it changes. An output that cannot be written (full disk, read-only folder) is
+  logged but not remembered as failed, so a restart retries it once the folder is fixed.
+- Links are never followed out of the watched folder, nor into linked subfolders.
+- ``photo_timeout`` bounds the time one photo may take; one over it fails like a bad file.
 - SIGTERM and SIGINT finish the current photo and exit 0.
 """
 
@@ -22,6 +25,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -31,8 +35,8 @@ from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
-from coloi.batch import SUFFIX_FORMAT, Job, colourise_file, is_candidate
-from coloi.errors import ColoiError, PhotoError
+from coloi.batch import SUFFIX_FORMAT, Job, is_candidate, output_path, render, write_output
+from coloi.errors import ColoiError, MissingPhoto, PhotoError, PhotoTimeout, UnwritableOutput
 from coloi.imageio import Limits
 from coloi.journal import JOURNAL_NAME, Journal, Signature
 from coloi.pipeline import Colouriser
@@ -91,6 +95,7 @@ class Watcher:
     settle: float = 1.0
     poll_interval: float = 1.0
     quality: int = 95
+    photo_timeout: float | None = None
     counts: Counts = field(default_factory=Counts)
 
     def __post_init__(self) -> None:
@@ -99,12 +104,17 @@ class Watcher:
         if self.output_dir == self.root or self.root in self.output_dir.parents:
             raise ColoiError(f"{self.output_dir}: the output folder must be outside the watched "
                              f"folder {self.root}, or outputs would be watched too")
-        self.output_dir.mkdir(parents=True, exist_ok=True)
-        self._remove_partial_outputs()
-        self.journal = Journal(self.output_dir / JOURNAL_NAME)
+        try:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            self._remove_partial_outputs()
+            self.journal = Journal(self.output_dir / JOURNAL_NAME)
+        except OSError as error:
+            raise ColoiError(f"{self.output_dir}: cannot keep the journal in the output folder "
+                             f"({error.strerror or error})") from None
         self.pending: dict[Path, _Pending] = {}
         self.events: queue.SimpleQueue[Path] = queue.SimpleQueue()
         self.stopping = threading.Event()
+        self._timed: Path | None = None  # the photo the time limit is running for
 
     def _remove_partial_outputs(self) -> None:
         """Delete temporary files a killed run left mid-write (their outputs were never
@@ -124,6 +134,17 @@ class Watcher:
                 if is_watched_photo(path):
                     yield path
 
+    def _escapes(self, path: Path) -> str | None:
+        """Why ``path`` must not be read: it leads (through a link, itself or a folder on the
+        way) outside the watched folder, or round in a loop; None if it stays inside."""
+        try:
+            real = path.resolve()
+        except (OSError, RuntimeError):  # RuntimeError: a link loop (Python 3.11, 3.12)
+            return "a link that leads round in a loop"
+        if self.root not in real.parents:
+            return "a link to outside the watched folder"
+        return None
+
     def _mark(self, path: Path, now: float) -> None:
         """Note that ``path`` may have changed; it is read once it has stayed the same."""
         if self.root not in path.parents:
@@ -132,9 +153,9 @@ class Watcher:
             for photo in self._photos_under(path):  # a folder moved or copied in
                 self._mark(photo, now)
         elif is_watched_photo(path):
-            if path.is_symlink() and self.root not in path.resolve().parents:
-                log.warning("ignored %s: a link to outside the watched folder",
-                            path.relative_to(self.root))
+            reason = self._escapes(path)
+            if reason:
+                log.warning("ignored %s: %s", path.relative_to(self.root), reason)
                 return
             self.pending[path] = _Pending(None, now)
 
@@ -158,28 +179,84 @@ class Watcher:
 
     def _job(self, path: Path) -> Job:
         relative = path.relative_to(self.root)
-        return Job(path, self.output_dir / relative, SUFFIX_FORMAT[path.suffix.lower()])
+        return Job(path, output_path(path, relative, self.output_dir, None),
+                   SUFFIX_FORMAT[path.suffix.lower()])
+
+    def _record(self, relative: str, signature: Signature, result: str,
+                reason: str = "") -> None:
+        try:
+            self.journal.record(relative, signature, result, reason)
+        except OSError as error:
+            # The output folder filled up or went read-only. The photo's result stands; it is
+            # only not remembered, so a restart does it again.
+            log.error("journal: cannot record %s (%s)", relative, error.strerror or error)
+
+    @contextmanager
+    def _time_limit(self, path: Path) -> Iterator[None]:
+        """Raise PhotoTimeout inside the block once it has run for ``photo_timeout`` seconds.
+
+        Why a timer signal: Python cannot stop a thread, and a worker process per photo would
+        need a second copy of the model in memory and a reload after each timeout. SIGALRM
+        interrupts the main thread between two Python bytecodes, so a photo stops at the end
+        of whichever OpenCV or LiteRT call is running (each is bounded by the pixel limit),
+        and the exception unwinds like any other: ``with`` blocks release the backend lock and
+        close the file. Only the reading, colourising and encoding run under the limit, never
+        the writing, so nothing is ever cut off half-written. SIGTERM and SIGINT keep working:
+        they only set an Event, and the handler for SIGALRM raises only while a photo is timed.
+        """
+        if not self.photo_timeout or signal.getsignal(signal.SIGALRM) != self._expire:
+            yield
+            return
+        self._timed = path
+        signal.setitimer(signal.ITIMER_REAL, self.photo_timeout)
+        try:
+            yield
+        finally:
+            self._timed = None  # disarmed first: an alarm that fires now raises nothing
+            signal.setitimer(signal.ITIMER_REAL, 0)
+
+    def _expire(self, signum: int, frame: FrameType | None) -> None:
+        if self._timed is not None:
+            raise PhotoTimeout(self._timed, f"took longer than {self.photo_timeout:g} s "
+                                            f"(--photo-timeout)")
 
     def _process(self, path: Path, signature: Signature) -> None:
         relative = path.relative_to(self.root).as_posix()
         job = self._job(path)
+        escape = self._escapes(path)  # again: the path may have been replaced since
+        if escape:
+            log.warning("ignored %s: %s", relative, escape)
+            return
         previous = self.journal.entries.get(relative)
-        if previous is None and job.target.exists() and (
-                job.target.stat().st_mtime_ns >= signature.mtime_ns):
+        try:
+            written_after = previous is None and job.target.exists() and (
+                job.target.stat().st_mtime_ns >= signature.mtime_ns)
+        except OSError:
+            written_after = False
+        if written_after:
             # Written just before a crash, before its journal line: keep it, do not redo it.
-            self.journal.record(relative, signature, "done")
+            self._record(relative, signature, "done")
             self.counts.skipped += 1
             return
         started = time.perf_counter()
         try:
-            colourise_file(job, self.colouriser, self.limits, overwrite=True,
-                           quality=self.quality)
-        except PhotoError as error:
-            self.journal.record(relative, signature, "failed", error.reason)
+            with self._time_limit(path):
+                data = render(job, self.colouriser, self.limits, self.quality)
+            write_output(job, data, overwrite=True)
+        except MissingPhoto:
+            log.warning("skipped %s: removed before it could be read", relative)
+            return
+        except UnwritableOutput as error:
+            # Not the photo's fault: not remembered as failed, so a restart tries it again.
             self.counts.failed += 1
             log.error("failed %s: %s", relative, error.reason)
             return
-        self.journal.record(relative, signature, "done")
+        except PhotoError as error:
+            self._record(relative, signature, "failed", error.reason)
+            self.counts.failed += 1
+            log.error("failed %s: %s", relative, error.reason)
+            return
+        self._record(relative, signature, "done")
         self.counts.done += 1
         log.info("done %s -> %s (%.2f s)", relative, job.target,
                  time.perf_counter() - started)
@@ -220,9 +297,14 @@ class Watcher:
         def shutdown(signum: int, frame: FrameType | None) -> None:
             self.stopping.set()
 
-        if threading.current_thread() is threading.main_thread():
+        in_main_thread = threading.current_thread() is threading.main_thread()
+        if in_main_thread:
             for sig in previous_handlers:
                 signal.signal(sig, shutdown)
+            previous_handlers[signal.SIGALRM] = signal.signal(signal.SIGALRM, self._expire)
+        elif self.photo_timeout:
+            log.warning("the photo time limit is not enforced: it needs the daemon to run in "
+                        "the main thread")
         observer = self._start_observer()
         try:
             now = time.monotonic()
@@ -253,8 +335,12 @@ class Watcher:
         finally:
             observer.stop()
             observer.join()
-            self.journal.close()
-            if threading.current_thread() is threading.main_thread():
+            try:
+                self.journal.close()
+            except OSError as error:  # its last line could not be flushed (full disk)
+                log.error("journal: cannot close %s (%s)", self.journal.path,
+                          error.strerror or error)
+            if in_main_thread:
                 for sig, handler in previous_handlers.items():
                     signal.signal(sig, handler)
         return self.counts
