@@ -354,7 +354,7 @@ def evaluate(
     limit: Annotated[int | None, typer.Option(min=1, help="Use only the first N photos.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     sheet: Annotated[Path | None, typer.Option(
-        help="Write a picture with rows grey | coloi | truth.")] = None,
+        help="Write a picture with rows grey | coloi | truth (format from the suffix).")] = None,
     sheet_rows: Annotated[int, typer.Option(min=1)] = 12,
     pre: PreOption = None,
     post: PostOption = None,
@@ -364,7 +364,7 @@ def evaluate(
     Reports PSNR (RGB), AuC of the a*b* error (thresholds 0-150) and colourfulness as a ratio to
     the truth's, each beside the grey baseline (a* = b* = 0).
     """
-    from coloi.batch import is_candidate
+    from coloi.batch import SUFFIX_FORMAT, is_candidate
     from coloi.evaluate import contact_sheet
     from coloi.evaluate import evaluate as run_eval
     from coloi.imageio import encode_photo, write_atomically
@@ -376,7 +376,8 @@ def evaluate(
         colouriser = _colouriser(backend, model_dir, model, threads, pre or [], post or [])
         result = run_eval(files, colouriser, sheet_rows if sheet else 0)
         if sheet:
-            write_atomically(sheet, encode_photo(contact_sheet(result.rows), "png"),
+            sheet_format = SUFFIX_FORMAT.get(sheet.suffix.lower(), "png")
+            write_atomically(sheet, encode_photo(contact_sheet(result.rows), sheet_format),
                              overwrite=True)
     except ColoiError as error:
         fail(str(error))
