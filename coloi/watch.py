@@ -24,7 +24,9 @@ import queue
 import signal
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -115,6 +117,10 @@ class Watcher:
         self.events: queue.SimpleQueue[Path] = queue.SimpleQueue()
         self.stopping = threading.Event()
         self._timed: Path | None = None  # the photo the time limit is running for
+        self._lock = threading.Lock()  # journal and counts, shared with the writer thread
+        self._in_flight: dict[str, Signature] = {}  # colourised, waiting to be written
+        self._writes: deque[Future[None]] = deque()
+        self._last_ping = self._last_status = 0.0
 
     def _remove_partial_outputs(self) -> None:
         """Delete temporary files a killed run left mid-write (their outputs were never
@@ -185,7 +191,8 @@ class Watcher:
     def _record(self, relative: str, signature: Signature, result: str,
                 reason: str = "") -> None:
         try:
-            self.journal.record(relative, signature, result, reason)
+            with self._lock:  # the main thread records failures, the writer thread successes
+                self.journal.record(relative, signature, result, reason)
         except OSError as error:
             # The output folder filled up or went read-only. The photo's result stands; it is
             # only not remembered, so a restart does it again.
@@ -236,30 +243,52 @@ class Watcher:
         if written_after:
             # Written just before a crash, before its journal line: keep it, do not redo it.
             self._record(relative, signature, "done")
-            self.counts.skipped += 1
+            self._count("skipped")
             return
         started = time.perf_counter()
         try:
             with self._time_limit(path):
                 data = render(job, self.colouriser, self.limits, self.quality)
-            write_output(job, data, overwrite=True)
         except MissingPhoto:
             log.warning("skipped %s: removed before it could be read", relative)
             return
-        except UnwritableOutput as error:
-            # Not the photo's fault: not remembered as failed, so a restart tries it again.
-            self.counts.failed += 1
-            log.error("failed %s: %s", relative, error.reason)
-            return
         except PhotoError as error:
             self._record(relative, signature, "failed", error.reason)
-            self.counts.failed += 1
+            self._count("failed")
             log.error("failed %s: %s", relative, error.reason)
             return
-        self._record(relative, signature, "done")
-        self.counts.done += 1
-        log.info("done %s -> %s (%.2f s)", relative, job.target,
-                 time.perf_counter() - started)
+        # Writing overlaps the next photo's decoding and inference. At most two writes wait,
+        # which bounds memory; a write lost to a crash is simply done again after a restart.
+        self._in_flight[relative] = signature
+        self._writes.append(self._writer.submit(self._write, job, data, relative, signature,
+                                                started))
+        while len(self._writes) > 2:
+            self._writes.popleft().result()
+
+    def _write(self, job: Job, data: bytes, relative: str, signature: Signature,
+               started: float) -> None:
+        """On the writer thread: the output, then its journal line, then the log line."""
+        try:
+            write_output(job, data, overwrite=True)
+        except UnwritableOutput as error:
+            # Not the photo's fault: not remembered as failed, so a restart tries it again.
+            self._count("failed")
+            log.error("failed %s: %s", relative, error.reason)
+        else:
+            self._record(relative, signature, "done")
+            self._count("done")
+            log.info("done %s -> %s (%.2f s)", relative, job.target,
+                     time.perf_counter() - started)
+        finally:
+            self._in_flight.pop(relative, None)
+
+    def _count(self, field_name: str) -> None:
+        with self._lock:
+            setattr(self.counts, field_name, getattr(self.counts, field_name) + 1)
+
+    def _finish_writes(self) -> None:
+        while self._writes:
+            self._writes.popleft().result()
 
     def _ready(self, now: float) -> list[tuple[Path, Signature]]:
         """Pending photos that have been stable for ``settle`` seconds, oldest first."""
@@ -275,10 +304,11 @@ class Watcher:
             elif now - state.stable_since >= self.settle:
                 del self.pending[path]
                 relative = path.relative_to(self.root).as_posix()
-                if self.journal.settled(relative, signature) is None:
+                if (self.journal.settled(relative, signature) is None
+                        and self._in_flight.get(relative) != signature):
                     ready.append((path, signature))
                 else:
-                    self.counts.skipped += 1
+                    self._count("skipped")
         return ready
 
     def _drain_events(self, now: float) -> None:
@@ -288,6 +318,17 @@ class Watcher:
             except queue.Empty:
                 return
             self._mark(path, now)
+
+    def _heartbeat(self, notifier: Notifier) -> None:
+        """WATCHDOG=1 and STATUS for systemd, each at its own pace."""
+        now = time.monotonic()
+        self.counts.pending = len(self.pending)
+        if notifier.watchdog_interval and now - self._last_ping >= notifier.watchdog_interval:
+            notifier.notify(watchdog=1)
+            self._last_ping = now
+        if now - self._last_status >= 5.0:
+            notifier.notify(status=self.counts.status())
+            self._last_status = now
 
     def run(self, notifier: Notifier | None = None) -> Counts:
         """Watch until SIGTERM/SIGINT (or :attr:`stopping` is set); returns the counts."""
@@ -306,6 +347,7 @@ class Watcher:
             log.warning("the photo time limit is not enforced: it needs the daemon to run in "
                         "the main thread")
         observer = self._start_observer()
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="coloi-writer")
         try:
             now = time.monotonic()
             for photo in self._photos_under(self.root):  # the backlog
@@ -313,26 +355,21 @@ class Watcher:
             notifier.notify(ready=1, status=f"watching {self.root}")
             log.info("watching %s -> %s (%d waiting)", self.root, self.output_dir,
                      len(self.pending))
-            last_ping = last_status = 0.0
             while not self.stopping.is_set():
-                now = time.monotonic()
-                self._drain_events(now)
-                for path, signature in self._ready(now):
+                self._drain_events(time.monotonic())
+                for path, signature in self._ready(time.monotonic()):
                     if self.stopping.is_set():
                         break
                     self._process(path, signature)
                     self._drain_events(time.monotonic())
-                self.counts.pending = len(self.pending)
-                if notifier.watchdog_interval and now - last_ping >= notifier.watchdog_interval:
-                    notifier.notify(watchdog=1)
-                    last_ping = now
-                if now - last_status >= 5.0:
-                    notifier.notify(status=self.counts.status())
-                    last_status = now
+                    self._heartbeat(notifier)  # a long burst must not starve the watchdog
+                self._heartbeat(notifier)
                 self.stopping.wait(0.2)
+            self._finish_writes()  # the photos already colourised are written out
             notifier.notify(stopping=1, status=self.counts.status())
             log.info("stopping: %s", self.counts.status())
         finally:
+            self._writer.shutdown(wait=True)
             observer.stop()
             observer.join()
             try:
