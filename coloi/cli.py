@@ -43,6 +43,7 @@ PostOption = Annotated[list[str] | None, typer.Option(
     "--post", help="Postprocess step NAME[:key=value,...]; repeat to chain, in order.")]
 FormatOption = Annotated[str | None, typer.Option(
     "--format", "-f", help="Output format: jpeg, png, tiff, webp or bmp (default: the input's).")]
+QualityOption = Annotated[int, typer.Option(min=1, max=100, help="JPEG/WebP output quality.")]
 MaxPixelsOption = Annotated[int, typer.Option(
     "--max-pixels", min=1, help="Refuse photos with more pixels than this (protects memory).")]
 MaxBytesOption = Annotated[int, typer.Option(
@@ -118,8 +119,7 @@ def run(
     overwrite: Annotated[bool, typer.Option(help="Replace existing outputs.")] = False,
     skip_existing: Annotated[bool, typer.Option(
         help="Skip photos whose output already exists instead of failing them.")] = False,
-    quality: Annotated[int, typer.Option(min=1, max=100,
-                                         help="JPEG/WebP output quality.")] = 95,
+    quality: QualityOption = 95,
     threads: ThreadsOption = None,
     model_dir: ModelDirOption = None,
     model: ModelOption = None,
@@ -214,8 +214,7 @@ def watch(
     settle: Annotated[float, typer.Option(
         min=0.0, help="Seconds a file must stay unchanged before it is read.")] = 1.0,
     poll_interval: Annotated[float, typer.Option(min=0.1, help="Seconds between polls.")] = 1.0,
-    quality: Annotated[int, typer.Option(min=1, max=100,
-                                         help="JPEG/WebP output quality.")] = 95,
+    quality: QualityOption = 95,
     threads: ThreadsOption = None,
     model_dir: ModelDirOption = None,
     model: ModelOption = None,
