@@ -46,8 +46,16 @@ def calibration_inputs(folder: Path, size: int, count: int) -> list[np.ndarray]:
     return inputs
 
 
-def convert_int8(model: Any, size: int, calibration: list[np.ndarray]) -> bytes:
-    """Full-integer int8 TFLite of ``model`` at a fixed size, float input and output."""
+MAX_INT8_GAP = 1.5  # mean |delta a*b*| allowed between the int8 and the float model
+
+
+def convert_int8(model: Any, size: int, calibration: list[np.ndarray] | None) -> bytes:
+    """int8 TFLite of ``model`` at a fixed size, float input and output.
+
+    With ``calibration`` photos: full-integer (static) quantisation, every activation's range
+    fixed from those photos. Without: int8 weights, with activations quantised to int8 at run
+    time from each photo's own range (XNNPACK's dynamically quantised kernels).
+    """
     import tempfile
 
     import keras
@@ -56,17 +64,18 @@ def convert_int8(model: Any, size: int, calibration: list[np.ndarray]) -> bytes:
     fixed = keras.Model(*_fixed_size(model, size))
 
     def representative() -> Iterator[list[np.ndarray]]:
-        for sample in calibration:
+        for sample in calibration or []:
             yield [sample]
 
     with tempfile.TemporaryDirectory() as saved:
         fixed.export(saved, format="tf_saved_model", verbose=False)
         converter = tf.lite.TFLiteConverter.from_saved_model(saved)
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = representative
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = tf.float32
-        converter.inference_output_type = tf.float32
+        if calibration is not None:
+            converter.representative_dataset = representative
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            converter.inference_input_type = tf.float32
+            converter.inference_output_type = tf.float32
         result: bytes = converter.convert()
     return result
 
@@ -127,10 +136,20 @@ def export(run_dir: Path, model_dir: Path, name: str, readout: ReadOut | None, s
 
     calibration = calibration_inputs(calibration_dir, size, calibration_count)
     tflite_path = model_dir / f"{name}-int8.tflite"
+    check = calibration_inputs(check_dir, size, 100)
     tflite_path.write_bytes(convert_int8(model, size, calibration))
-    say(f"wrote {tflite_path} (calibrated on {len(calibration)} photos)")
-    gap = int8_gap(model, tflite_path, calibration_inputs(check_dir, size, 100))
-    say(f"int8 vs float: mean |delta ab| = {gap:.3f}")
+    gaps = {"static": int8_gap(model, tflite_path, check)}
+    say(f"wrote {tflite_path} (static int8, calibrated on {len(calibration)} photos): "
+        f"int8 vs float mean |delta ab| = {gaps['static']:.3f}")
+    quantisation = "static"
+    if gaps["static"] > MAX_INT8_GAP:
+        # Static ranges were too coarse for this network: fall back to run-time ranges.
+        tflite_path.write_bytes(convert_int8(model, size, None))
+        gaps["dynamic"] = int8_gap(model, tflite_path, check)
+        quantisation = "dynamic"
+        say(f"static gap over {MAX_INT8_GAP}: wrote {tflite_path} with dynamic int8 "
+            f"activations: mean |delta ab| = {gaps['dynamic']:.3f}")
+    gap = gaps[quantisation]
 
     log_rows = (run_dir / LOG).read_text().strip().splitlines()
     training = {"run": run_dir.name, "config": saved["config"], "colour_bins": len(bins),
@@ -143,7 +162,9 @@ def export(run_dir: Path, model_dir: Path, name: str, readout: ReadOut | None, s
          "sha256": file_sha256(keras_path), "input_size": size, "training": training},
         {"name": f"{name}-int8", "format": "tflite", "file": tflite_path.name,
          "sha256": file_sha256(tflite_path), "input_size": size, "training": training,
-         "int8_vs_float_mean_abs_ab": round(gap, 4)},
+         "quantisation": quantisation,
+         "int8_vs_float_mean_abs_ab": round(gap, 4),
+         "int8_vs_float_mean_abs_ab_tried": {k: round(v, 4) for k, v in gaps.items()}},
     ]
     manifest_path = model_dir / MANIFEST
     old = json.loads(manifest_path.read_text())["models"] if manifest_path.exists() else []
