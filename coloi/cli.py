@@ -277,6 +277,12 @@ def train(
         help="Keras MobileNet (alpha 0.25, no top) .h5 weights for the encoder.")] = None,
     cache_dir: Annotated[Path | None, typer.Option(
         help="Folder to keep the decoded photo packs in between runs.")] = None,
+    rebalance: Annotated[float, typer.Option(
+        min=0.0, max=1.0, help="Class rebalancing: 0.5 is Zhang et al.'s, 1 turns it off "
+                               "(every colour bin weighs the same).")] = 0.5,
+    init_weights: Annotated[Path | None, typer.Option(
+        help="Start from another run's best.weights.h5 (same photos, so the same colour "
+             "bins, and the same --width).")] = None,
     resume: Annotated[bool, typer.Option(
         "--resume", help="Continue the run in RUN_DIR from its last checkpoint.")] = False,
 ) -> None:
@@ -298,7 +304,8 @@ def train(
     config = TrainConfig(train_dir=str(photos), val_dir=str(val) if val else None, size=size,
                          batch_size=batch_size, epochs=epochs, learning_rate=learning_rate,
                          pretrained=str(pretrained) if pretrained else None, width=width,
-                         cache_dir=str(cache_dir) if cache_dir else None)
+                         cache_dir=str(cache_dir) if cache_dir else None, rebalance=rebalance,
+                         init_weights=str(init_weights) if init_weights else None)
     train_run(run_dir, None if resume else config, resume, say=typer.echo)
 
 
