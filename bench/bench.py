@@ -31,16 +31,26 @@ COLOI = str(Path(sys.executable).parent / "coloi")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+GNU_TIME = "/usr/bin/time"
+
+
 def timed_process(command: list[str]) -> tuple[float, float]:
-    """(wall seconds, peak RSS in MB) of one process, measured with wait4."""
-    started = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(process.pid, 0)
-    wall = time.perf_counter() - started
-    process.returncode = os.waitstatus_to_exitcode(status)
-    if process.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} failed: {process.stderr.read().decode()}")
-    return wall, usage.ru_maxrss / 1024
+    """(wall seconds, peak RSS in MB) of one process.
+
+    Peak RSS comes from GNU time where it is installed: wait4's ru_maxrss would count the
+    benchmark's own memory too, which a forked child inherits as its high-water mark.
+    """
+    with tempfile.NamedTemporaryFile("r") as report:
+        prefix = [GNU_TIME, "-f", "%M", "-o", report.name] if os.path.exists(GNU_TIME) else []
+        started = time.perf_counter()
+        process = subprocess.Popen(prefix + command, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.PIPE)
+        _, status, usage = os.wait4(process.pid, 0)
+        wall = time.perf_counter() - started
+        if os.waitstatus_to_exitcode(status) != 0:
+            raise RuntimeError(f"{' '.join(command)} failed: {process.stderr.read().decode()}")
+        peak_kb = int(report.read().split()[-1]) if prefix else usage.ru_maxrss
+    return wall, peak_kb / 1024
 
 
 def stats(values: list[float]) -> dict[str, float]:
@@ -62,12 +72,15 @@ def repeat_process(command: list[str], repeats: int,
 def machine() -> dict[str, Any]:
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text()
                 .splitlines() if line.startswith("model name")), platform.processor())
-    versions = {}
-    for module in ("numpy", "cv2", "PIL", "ai_edge_litert", "tensorflow", "keras"):
+    from importlib import metadata
+
+    versions = {}  # read from metadata: importing TensorFlow here would skew what follows
+    for package in ("numpy", "opencv-python-headless", "pillow", "ai-edge-litert",
+                    "tensorflow", "keras"):
         try:
-            versions[module] = __import__(module).__version__
-        except Exception:  # noqa: BLE001 - an optional framework is simply not reported
-            versions[module] = "not installed"
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = "not installed"
     import coloi
 
     return {"cpu": cpu, "cores": os.cpu_count(), "memory_gb":

@@ -361,6 +361,30 @@ def _rgb_profile(icc_profile: bytes | None) -> bytes | None:
     return icc_profile
 
 
+_MAX_SEGMENT = 65533  # bytes of payload a JPEG marker segment can hold
+_ICC_CHUNK = _MAX_SEGMENT - 14  # less the "ICC_PROFILE\0", sequence and count bytes
+
+
+def _jpeg_segment(marker: int, payload: bytes) -> bytes:
+    return bytes([0xFF, marker]) + struct.pack(">H", len(payload) + 2) + payload
+
+
+def _jpeg_with_metadata(jpeg: bytes, exif: bytes | None, icc: bytes | None) -> bytes:
+    """Insert EXIF (APP1) and an ICC profile (APP2, chunked) after the JFIF header."""
+    extra = b""
+    if exif:
+        payload = exif if exif.startswith(b"Exif\x00\x00") else b"Exif\x00\x00" + exif
+        extra += _jpeg_segment(0xE1, payload)
+    if icc:
+        chunks = [icc[i:i + _ICC_CHUNK] for i in range(0, len(icc), _ICC_CHUNK)]
+        for number, chunk in enumerate(chunks, start=1):
+            extra += _jpeg_segment(0xE2, b"ICC_PROFILE\x00" + bytes([number, len(chunks)]) + chunk)
+    position = 2
+    if jpeg[2:4] == b"\xff\xe0":  # keep JFIF's APP0 first, as readers expect
+        position = 4 + int.from_bytes(jpeg[4:6], "big")
+    return jpeg[:position] + extra + jpeg[position:]
+
+
 def encode_photo(pixels: np.ndarray, fmt: str, exif: bytes | None = None,
                  icc_profile: bytes | None = None, quality: int = 95) -> bytes:
     """Encode uint8/uint16 BGR or BGRA pixels. 16 bits are kept for PNG and TIFF only.
@@ -386,6 +410,12 @@ def encode_photo(pixels: np.ndarray, fmt: str, exif: bytes | None = None,
         pixels = (pixels >> 8).astype(np.uint8)
     if fmt == "jpeg" and pixels.ndim == 3 and pixels.shape[2] == 4:
         pixels = pixels[:, :, :3]  # JPEG has no alpha
+    if fmt == "jpeg" and len(exif or b"") <= _MAX_SEGMENT:
+        # OpenCV encodes a large JPEG in half Pillow's time (no RGB copy); metadata is
+        # spliced in as the APP1/APP2 segments Pillow would have written.
+        ok, buffer = cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, quality])
+        if ok:
+            return _jpeg_with_metadata(buffer.tobytes(), exif, icc_profile)
     code = cv2.COLOR_BGRA2RGBA if pixels.shape[2] == 4 else cv2.COLOR_BGR2RGB
     image = Image.fromarray(cv2.cvtColor(pixels, code))
     options: dict[str, object] = {}
