@@ -48,3 +48,11 @@ def test_ci_runs_the_readme_test_command() -> None:
     test_command = "python -m pip install -e '.[tf,test]' && python -m pytest"
     assert test_command in README
     assert test_command in (REPO / ".ci" / "run").read_text()
+
+
+def test_every_command_is_documented_in_the_readme() -> None:
+    from coloi.cli import app
+
+    for command in app.registered_commands:
+        name = command.name or command.callback.__name__  # type: ignore[union-attr]
+        assert f"### `coloi {name}" in README or f"`coloi {name}`" in README, name
