@@ -31,6 +31,7 @@ class Option(Generic[T]):
     help: str
     minimum: float | None = None
     maximum: float | None = None
+    choices: tuple[Any, ...] | None = None
 
     def parse(self, step: str, key: str, text: Any) -> Any:
         try:
@@ -47,6 +48,9 @@ class Option(Generic[T]):
                 self.maximum is not None and value > self.maximum):
             raise StepOptionError(f"step {step!r}: option {key}={value} is outside "
                                   f"[{self.minimum}, {self.maximum}]")
+        if self.choices is not None and value not in self.choices:
+            raise StepOptionError(f"step {step!r}: option {key}={value!r} is not one of "
+                                  f"{', '.join(map(str, self.choices))}")
         return value
 
     @overload

@@ -8,13 +8,10 @@ plugin's steps. All work on whole planes in float32 with OpenCV or numpy.
 
 from __future__ import annotations
 
-from typing import Any
-
 import cv2
 import numpy as np
 
 from coloi import hookimpl
-from coloi.errors import StepOptionError
 from coloi.steps import LabPhoto, Option, PostprocessStep
 
 
@@ -140,13 +137,8 @@ class Compare(PostprocessStep):
 
     name = "compare"
     description = "write grey and colourised side by side (or stacked) for comparison"
-    layout = Option(str, "side", "side (twice as wide) or stacked (twice as tall)")
-
-    def __init__(self, **options: Any) -> None:
-        super().__init__(**options)
-        if self.layout not in ("side", "stacked"):
-            raise StepOptionError(f"step {self.name!r}: option layout={self.layout!r} is not "
-                                  "one of side, stacked")
+    layout = Option(str, "side", "side (twice as wide) or stacked (twice as tall)",
+                    choices=("side", "stacked"))
 
     def process(self, photo: LabPhoto) -> LabPhoto:
         axis = 1 if self.layout == "side" else 0

@@ -8,13 +8,10 @@ fraction of a second, except ``denoise`` with ``method=nlmeans`` (a few core-sec
 
 from __future__ import annotations
 
-from typing import Any
-
 import cv2
 import numpy as np
 
 from coloi import hookimpl
-from coloi.errors import StepOptionError
 from coloi.steps import Option, PreprocessStep
 
 # Histogram bins for percentiles: 1/4096 is finer than an 8-bit level, and a histogram is one
@@ -80,13 +77,8 @@ class Denoise(PreprocessStep):
     description = "remove grain and scanner noise (non-local means or bilateral filter)"
     strength = Option(float, 6.0, "noise to remove, in 8-bit grey levels (about the noise's "
                                   "standard deviation)", minimum=0.0, maximum=50.0)
-    method = Option(str, "nlmeans", "nlmeans (best detail) or bilateral (fastest)")
-
-    def __init__(self, **options: Any) -> None:
-        super().__init__(**options)
-        if self.method not in ("nlmeans", "bilateral"):
-            raise StepOptionError(f"step {self.name!r}: option method={self.method!r} is not "
-                                  "one of nlmeans, bilateral")
+    method = Option(str, "nlmeans", "nlmeans (best detail) or bilateral (fastest)",
+                    choices=("nlmeans", "bilateral"))
 
     def process(self, grey: np.ndarray) -> np.ndarray:
         if self.strength <= 0:
