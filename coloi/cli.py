@@ -263,7 +263,8 @@ def _need_keras(command: str) -> None:
 
 @app.command()
 def train(
-    photos: Annotated[Path, typer.Argument(help="Folder of colour photos to learn from.")],
+    photos: Annotated[Path, typer.Argument(help="Folder of colour photos to learn from, or a "
+                                                "portable .pack.npz of them.")],
     run_dir: Annotated[Path, typer.Argument(help="Folder for checkpoints, the training log "
                                                  "and run.json.")],
     val: Annotated[Path | None, typer.Option(help="Folder of colour photos measured after "
@@ -273,8 +274,18 @@ def train(
     batch_size: Annotated[int, typer.Option(min=1)] = 32,
     learning_rate: Annotated[float, typer.Option()] = 1e-3,
     width: Annotated[int, typer.Option(min=8, help="Decoder width.")] = 96,
+    encoder: Annotated[str, typer.Option(
+        help="ImageNet encoder: efficientnet-lite0 or mobilenet (alpha 0.25).")] = "mobilenet",
     pretrained: Annotated[Path | None, typer.Option(
-        help="Keras MobileNet (alpha 0.25, no top) .h5 weights for the encoder.")] = None,
+        help="The encoder's ImageNet weights: EfficientNet-Lite0 .pth (or .npz), or Keras "
+             "MobileNet (alpha 0.25, no top) .h5.")] = None,
+    pack_side: Annotated[int, typer.Option(
+        min=64, help="Side of the square crops kept of each photo.")] = 224,
+    workers: Annotated[int, typer.Option(
+        min=1, help="Threads preparing training batches.")] = 1,
+    time_budget: Annotated[float | None, typer.Option(
+        min=0.5, help="Minutes to train for: the learning rate follows a cosine over the "
+                      "epochs that fit, and --epochs becomes an upper bound.")] = None,
     cache_dir: Annotated[Path | None, typer.Option(
         help="Folder to keep the decoded photo packs in between runs.")] = None,
     rebalance: Annotated[float, typer.Option(
@@ -298,14 +309,20 @@ def train(
         fail(f"{run_dir}: a run is already there (use --resume to continue it)")
     if resume and not (run_dir / "checkpoint.keras").exists():
         fail(f"{run_dir}: no checkpoint to resume from")
+    from coloi.training.encoders import ENCODERS
     from coloi.training.train import TrainConfig
+
+    if encoder not in ENCODERS:
+        fail(f"--encoder {encoder}: choose one of {', '.join(ENCODERS)}")
     from coloi.training.train import train as train_run
 
     config = TrainConfig(train_dir=str(photos), val_dir=str(val) if val else None, size=size,
                          batch_size=batch_size, epochs=epochs, learning_rate=learning_rate,
                          pretrained=str(pretrained) if pretrained else None, width=width,
                          cache_dir=str(cache_dir) if cache_dir else None, rebalance=rebalance,
-                         init_weights=str(init_weights) if init_weights else None)
+                         init_weights=str(init_weights) if init_weights else None,
+                         encoder=encoder, pack_side=pack_side, workers=workers,
+                         time_budget_min=time_budget)
     train_run(run_dir, None if resume else config, resume, say=typer.echo)
 
 
@@ -362,25 +379,31 @@ def evaluate(
     sheet: Annotated[Path | None, typer.Option(
         help="Write a picture with rows grey | coloi | truth (format from the suffix).")] = None,
     sheet_rows: Annotated[int, typer.Option(min=1)] = 12,
+    by: Annotated[str, typer.Option(
+        help="Also report per group of photos: 'folder' (each subfolder), 'prefix' (the name "
+             "up to its first '_', e.g. a source) or 'none'.")] = "none",
     pre: PreOption = None,
     post: PostOption = None,
 ) -> None:
     """Measure colourisation of grey copies of colour photos against the originals.
 
-    Reports PSNR (RGB), AuC of the a*b* error (thresholds 0-150) and colourfulness as a ratio to
-    the truth's, each beside the grey baseline (a* = b* = 0).
+    Reports PSNR (RGB), AuC of the a*b* error (thresholds 0-150), colourfulness as a ratio to
+    the truth's, false colour (near-neutral pixels made clearly coloured) and wrong hue (coloured
+    pixels more than 90 degrees off), each beside the grey baseline (a* = b* = 0).
     """
     from coloi.batch import SUFFIX_FORMAT, is_candidate
-    from coloi.evaluate import contact_sheet
+    from coloi.evaluate import GROUPINGS, contact_sheet
     from coloi.evaluate import evaluate as run_eval
     from coloi.imageio import encode_photo, write_atomically
 
+    if by not in GROUPINGS:
+        fail(f"--by {by}: choose one of {', '.join(GROUPINGS)}")
     files = sorted(p for p in truth.rglob("*") if is_candidate(p) and p.is_file())[:limit]
     if not files:
         fail(f"{truth}: no photos found")
     try:
         colouriser = _colouriser(backend, model_dir, model, threads, pre or [], post or [])
-        result = run_eval(files, colouriser, sheet_rows if sheet else 0)
+        result = run_eval(files, colouriser, sheet_rows if sheet else 0, root=truth, by=by)
         if sheet:
             sheet_format = SUFFIX_FORMAT.get(sheet.suffix.lower(), "png")
             write_atomically(sheet, encode_photo(contact_sheet(result.rows), sheet_format),
@@ -391,7 +414,14 @@ def evaluate(
         typer.echo(json.dumps(result.as_dict(), indent=2))
         return
     typer.echo(f"{result.photos} photos, backend {colouriser.backend.name}")
-    typer.echo(f"{'':<10}{'PSNR dB':>10}{'AuC':>10}{'colourfulness':>16}")
-    for label, scores in (("coloi", result.coloi), ("grey", result.grey)):
-        typer.echo(f"{label:<10}{scores['psnr']:>10.2f}{scores['auc']:>10.4f}"
-                   f"{scores['colourfulness_ratio']:>16.3f}")
+    rows = [("all", result.photos, result.coloi, result.grey)]
+    rows += [(name, group.photos, group.coloi, group.grey_baseline)
+             for name, group in result.groups.items()]
+    typer.echo(f"{'photos':<18}{'n':>5}{'PSNR dB':>9}{'(grey)':>8}{'AuC':>8}{'(grey)':>8}"
+               f"{'colour':>8}{'false':>8}{'hue':>8}")
+    for name, count, ours, grey in rows:
+        typer.echo(f"{name[:17]:<18}{count:>5}{ours['psnr']:>9.2f}{grey['psnr']:>8.2f}"
+                   f"{ours['auc']:>8.4f}{grey['auc']:>8.4f}{ours['colourfulness_ratio']:>8.3f}"
+                   f"{ours['false_colour']:>8.2%}{ours['wrong_hue']:>8.2%}")
+    typer.echo("colour: colourfulness / truth's; false: near-neutral pixels made clearly "
+               "coloured; hue: coloured pixels over 90 degrees off")

@@ -1,17 +1,24 @@
 """``coloi eval``: colourise grey copies of colour photos and measure the result against the
 truth, beside the grey baseline (a* = b* = 0).
 
-- PSNR on 8-bit RGB;
+Per photo, then averaged over photos (overall and per group of photos):
+
+- PSNR on 8-bit RGB (capped at 100 dB, for a photo that comes back identical);
 - AuC of the per-pixel a*b* error over thresholds 0-150 (Zhang et al. 2016);
-- colourfulness (Hasler & Suesstrunk 2003) of the outputs as a ratio to the truth's.
+- colourfulness (Hasler & Suesstrunk 2003) of the output as a ratio to the truth's;
+- false colour: the share of pixels near-neutral in the truth (chroma < 8) but clearly
+  coloured in the output (chroma > 20);
+- wrong hue: among pixels coloured in both (chroma > 20), the share whose hue differs by more
+  than 90 degrees (pooled over the photos' pixels, since a photo may have few such pixels).
 
 Works without TensorFlow: it runs any backend through the normal pipeline.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import cv2
@@ -22,16 +29,21 @@ from coloi.imageio import Photo, read_photo
 from coloi.pipeline import Colouriser
 
 AUC_THRESHOLDS = np.arange(0, 151, dtype=np.float32)
+NEUTRAL_CHROMA = 8.0   # below this a truth pixel counts as near-neutral
+COLOURED_CHROMA = 20.0  # above this a pixel counts as clearly coloured
+WRONG_HUE_DEGREES = 90.0
+MAX_PSNR = 100.0
+GROUPINGS = ("none", "folder", "prefix")
 
 
 def psnr(output: np.ndarray, truth: np.ndarray) -> float:
     mse = float(np.mean((output.astype(np.float64) - truth.astype(np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10.0 * np.log10(255.0**2 / mse)
+    return MAX_PSNR if mse == 0 else min(MAX_PSNR, 10.0 * np.log10(255.0**2 / mse))
 
 
-def ab_auc(output: np.ndarray, truth: np.ndarray) -> float:
+def ab_auc(output_ab: np.ndarray, truth_ab: np.ndarray) -> float:
     """Area under the curve of 'share of pixels with a*b* error <= t', t in 0..150, in [0, 1]."""
-    error = np.linalg.norm(bgr_to_lab(output)[:, :, 1:] - bgr_to_lab(truth)[:, :, 1:], axis=2)
+    error = np.linalg.norm(output_ab - truth_ab, axis=2)
     counts = np.searchsorted(np.sort(error.ravel()), AUC_THRESHOLDS, side="right")
     return float(np.mean(counts / error.size))
 
@@ -45,22 +57,71 @@ def colourfulness(bgr: np.ndarray) -> float:
     return float(sigma + 0.3 * mu)
 
 
+def colour_errors(output_ab: np.ndarray, truth_ab: np.ndarray) -> tuple[float, int, int]:
+    """(false-colour share, wrong-hue pixels, pixels coloured in both) of one photo."""
+    out_chroma = np.hypot(output_ab[:, :, 0], output_ab[:, :, 1])
+    truth_chroma = np.hypot(truth_ab[:, :, 0], truth_ab[:, :, 1])
+    false_colour = float(np.mean((truth_chroma < NEUTRAL_CHROMA) & (out_chroma > COLOURED_CHROMA)))
+    both = (truth_chroma > COLOURED_CHROMA) & (out_chroma > COLOURED_CHROMA)
+    # cos(angle between the two hues) < cos(90 degrees) = 0
+    dot = (output_ab[:, :, 0] * truth_ab[:, :, 0] + output_ab[:, :, 1] * truth_ab[:, :, 1])
+    wrong = both & (dot < np.cos(np.radians(WRONG_HUE_DEGREES)) * out_chroma * truth_chroma)
+    return false_colour, int(wrong.sum()), int(both.sum())
+
+
 @dataclass
-class Scores:
-    psnr: list[float] = field(default_factory=list)
-    auc: list[float] = field(default_factory=list)
-    colourfulness: list[float] = field(default_factory=list)
+class PhotoScore:
+    psnr: float
+    auc: float
+    colourfulness: float
+    false_colour: float
+    wrong_hue_pixels: int
+    coloured_pixels: int
 
-    def add(self, output: np.ndarray, truth: np.ndarray) -> None:
-        self.psnr.append(psnr(output, truth))
-        self.auc.append(ab_auc(output, truth))
-        self.colourfulness.append(colourfulness(output))
 
-    def summary(self, truth_colourfulness: float) -> dict[str, float]:
-        return {"psnr": round(float(np.mean(self.psnr)), 3),
-                "auc": round(float(np.mean(self.auc)), 4),
-                "colourfulness_ratio": round(float(np.mean(self.colourfulness))
-                                             / truth_colourfulness, 3)}
+def score_photo(output: np.ndarray, truth: np.ndarray, truth_lab: np.ndarray | None = None,
+                ) -> PhotoScore:
+    """All measures of one 8-bit BGR output against its 8-bit BGR truth."""
+    truth_ab = (bgr_to_lab(truth) if truth_lab is None else truth_lab)[:, :, 1:]
+    output_ab = bgr_to_lab(output)[:, :, 1:]
+    false_colour, wrong, both = colour_errors(output_ab, truth_ab)
+    return PhotoScore(psnr(output, truth), ab_auc(output_ab, truth_ab), colourfulness(output),
+                      false_colour, wrong, both)
+
+
+def summarise(scores: Sequence[PhotoScore], truth_colourfulness: Sequence[float],
+              ) -> dict[str, float]:
+    """Means over photos; colourfulness as the mean of per-photo ratios to the truth (photos
+    whose truth is practically grey, colourfulness < 1, are left out of that ratio)."""
+    ratios = [s.colourfulness / t for s, t in zip(scores, truth_colourfulness, strict=True)
+              if t >= 1.0]
+    coloured = sum(s.coloured_pixels for s in scores)
+    return {
+        "psnr": round(float(np.mean([s.psnr for s in scores])), 3),
+        "auc": round(float(np.mean([s.auc for s in scores])), 4),
+        "colourfulness_ratio": round(float(np.mean(ratios)) if ratios else 0.0, 3),
+        "false_colour": round(float(np.mean([s.false_colour for s in scores])), 4),
+        "wrong_hue": round(sum(s.wrong_hue_pixels for s in scores) / coloured, 4)
+        if coloured else 0.0,
+    }
+
+
+def group_of(path: Path, root: Path, by: str) -> str:
+    """The group a photo is reported in: its folder under ``root``, or its name's prefix (the
+    part before the first '_', how our data names a photo's source)."""
+    if by == "folder":
+        parent = path.parent.relative_to(root)
+        return str(parent) if str(parent) != "." else "."
+    if by == "prefix":
+        return path.stem.split("_", 1)[0] if "_" in path.stem else "(no prefix)"
+    return "all"
+
+
+@dataclass
+class GroupScores:
+    photos: int
+    coloi: dict[str, float]
+    grey_baseline: dict[str, float]
 
 
 @dataclass
@@ -68,16 +129,26 @@ class Evaluation:
     photos: int
     coloi: dict[str, float]
     grey: dict[str, float]
+    groups: dict[str, GroupScores]
     rows: list[tuple[np.ndarray, np.ndarray, np.ndarray]]
 
     def as_dict(self) -> dict[str, object]:
-        return {"photos": self.photos, "coloi": self.coloi, "grey_baseline": self.grey}
+        result: dict[str, object] = {"photos": self.photos, "coloi": self.coloi,
+                                     "grey_baseline": self.grey}
+        if self.groups:
+            result["groups"] = {name: asdict(group) for name, group in self.groups.items()}
+        return result
 
 
 def evaluate(files: list[Path], colouriser: Colouriser, sheet_rows: int = 0,
-             on_photo: Callable[[Path], None] = lambda path: None) -> Evaluation:
-    """Measure ``colouriser`` on grey copies of ``files`` (8-bit colour photos)."""
-    ours, grey_baseline, truth_colour = Scores(), Scores(), []
+             on_photo: Callable[[Path], None] = lambda path: None,
+             root: Path | None = None, by: str = "none") -> Evaluation:
+    """Measure ``colouriser`` on grey copies of ``files`` (8-bit colour photos), overall and
+    per group (see :func:`group_of`)."""
+    ours: list[PhotoScore] = []
+    grey_scores: list[PhotoScore] = []
+    truth_colour: list[float] = []
+    members: dict[str, list[int]] = defaultdict(list)
     rows: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     for path in files:
         truth = read_photo(path).pixels
@@ -86,14 +157,22 @@ def evaluate(files: list[Path], colouriser: Colouriser, sheet_rows: int = 0,
             else truth[:, :, :3]
         grey = cv2.cvtColor(to_grey(truth), cv2.COLOR_GRAY2BGR)
         output = colouriser.colourise(Photo(grey[:, :, 0].copy(), "png"))
-        ours.add(output, truth)
-        grey_baseline.add(grey, truth)
+        truth_lab = bgr_to_lab(truth)
+        members[group_of(path, root or path.parent, by)].append(len(ours))
+        ours.append(score_photo(output, truth, truth_lab))
+        grey_scores.append(score_photo(grey, truth, truth_lab))
         truth_colour.append(colourfulness(truth))
         if len(rows) < sheet_rows:
             rows.append((grey, output, truth))
         on_photo(path)
-    reference = float(np.mean(truth_colour))
-    return Evaluation(len(files), ours.summary(reference), grey_baseline.summary(reference), rows)
+    groups: dict[str, GroupScores] = {}
+    if by != "none":
+        for name, index in sorted(members.items()):
+            colour = [truth_colour[i] for i in index]
+            groups[name] = GroupScores(len(index), summarise([ours[i] for i in index], colour),
+                                       summarise([grey_scores[i] for i in index], colour))
+    return Evaluation(len(files), summarise(ours, truth_colour),
+                      summarise(grey_scores, truth_colour), groups, rows)
 
 
 def contact_sheet(rows: list[tuple[np.ndarray, np.ndarray, np.ndarray]],

@@ -8,6 +8,7 @@ its target the crop's a*b* at a quarter of the training size.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +21,9 @@ from coloi.color import ab_of_grey_photo
 from coloi.imageio import IMAGE_SUFFIXES
 
 PACK_SIDE = 224
+# A portable pack: the square crops as WebP, to carry a training set where the photos are not
+# (a GPU machine with a small upload); see :func:`write_portable_pack`.
+PORTABLE_SUFFIX = ".pack.npz"
 
 
 def photo_files(folder: Path) -> list[Path]:
@@ -57,6 +61,30 @@ def load_pack(folder: Path, cache: Path | None, side: int = PACK_SIDE) -> np.nda
         cache.parent.mkdir(parents=True, exist_ok=True)
         np.save(cache, pack)
     return pack
+
+
+def write_portable_pack(folder: Path, path: Path, side: int, quality: int = 85) -> int:
+    """Square crops of ``folder``'s photos, WebP-encoded, in one ``.pack.npz``; returns bytes."""
+    blobs = []
+    for photo in build_pack(folder, side):
+        ok, encoded = cv2.imencode(".webp", photo, [cv2.IMWRITE_WEBP_QUALITY, quality])
+        if not ok:
+            raise ValueError(f"{path}: WebP encoding failed")
+        blobs.append(encoded.ravel())
+    offsets = np.cumsum([0] + [len(b) for b in blobs])
+    np.savez(path, data=np.concatenate(blobs), offsets=offsets, side=side)
+    return int(offsets[-1])
+
+
+def read_portable_pack(path: Path) -> np.ndarray:
+    """The pack (N, side, side, 3) of a ``.pack.npz`` made by :func:`write_portable_pack`."""
+    with np.load(path) as saved:
+        blob, offsets = saved["data"], saved["offsets"]
+    photos = [cv2.imdecode(blob[a:b], cv2.IMREAD_COLOR)
+              for a, b in itertools.pairwise(offsets)]
+    if any(p is None for p in photos):
+        raise ValueError(f"{path}: a photo in the pack cannot be decoded")
+    return np.stack(photos)  # type: ignore[arg-type]
 
 
 def network_pair(bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -26,7 +26,8 @@ def load_logits_network(run_dir: Path) -> tuple[Any, np.ndarray, dict[str, Any]]
     """The run's best weights in a fresh network, its colour bins and its saved run record."""
     saved = json.loads((run_dir / CONFIG).read_text())
     bins = np.asarray(saved["bins"], dtype="float32")
-    model = network.build_network(len(bins), None, saved["config"]["width"])
+    model = network.build_network(len(bins), None, saved["config"]["width"],
+                                  saved["config"].get("encoder", "mobilenet"))
     model.load_weights(run_dir / BEST_WEIGHTS)
     return model, bins, saved
 
@@ -112,22 +113,28 @@ def export(run_dir: Path, model_dir: Path, name: str, readout: ReadOut | None, s
     """Write ``name.keras`` and ``name-int8.tflite`` into ``model_dir`` and list them first in
     its manifest (replacing earlier entries of the same names). Returns the new entries.
 
-    With ``readout`` None it is chosen by :func:`coloi.training.tune.choose` on every other
-    photo of ``check_dir`` (so the other half stays unseen by the choice).
+    With ``readout`` None it is chosen by :func:`coloi.training.tune.choose` on the photos of
+    every other source in ``check_dir`` and then measured on the other sources, unseen by the
+    choice (:func:`coloi.training.tune.split_by_source`).
     """
     from coloi.training import tune
 
     logits, bins, saved = load_logits_network(run_dir)
     prior = np.asarray(saved["prior"], dtype="float32")
     sweep_rows = None
+    judged = None
     if readout is None:
-        tuning = data.photo_files(check_dir)[::2]
+        tuning, judging = tune.split_by_source(data.photo_files(check_dir))
         say(f"choosing the read-out on {len(tuning)} photos of {check_dir} "
-            f"(colourfulness ratio >= {colour_floor})")
+            f"(colourfulness ratio >= {colour_floor}, false colour <= "
+            f"{tune.MAX_FALSE_COLOUR:.1%})")
         table = tune.sweep(logits, bins, prior, tuning, size=size)
         readout = tune.choose(table, colour_floor)
         sweep_rows = [{**asdict(r), **s} for r, s in table.items()]
         say(f"read-out {readout}: {table[readout]}")
+        if judging:
+            judged = tune.sweep(logits, bins, prior, judging, [readout], size=size)[readout]
+            say(f"on the {len(judging)} photos of the other sources: {judged}")
     model = network.inference_model(logits, bins, readout, prior)
     model_dir.mkdir(parents=True, exist_ok=True)
     keras_path = model_dir / f"{name}.keras"
@@ -154,7 +161,8 @@ def export(run_dir: Path, model_dir: Path, name: str, readout: ReadOut | None, s
     log_rows = (run_dir / LOG).read_text().strip().splitlines()
     training = {"run": run_dir.name, "config": saved["config"], "colour_bins": len(bins),
                 "epochs": len(log_rows) - 1, "readout": asdict(readout),
-                "readout_sweep_on_half_of_check_photos": sweep_rows,
+                "readout_sweep_on_half_of_sources": sweep_rows,
+                "readout_on_other_sources": judged,
                 "last_log_row": dict(zip(log_rows[0].split(","), log_rows[-1].split(","),
                                          strict=False))}
     entries = [

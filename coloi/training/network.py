@@ -18,7 +18,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-ENCODER_SKIPS = ("conv_pw_3_relu", "conv_pw_5_relu", "conv_pw_11_relu", "conv_pw_13_relu")
+from coloi.training import encoders
 
 
 @dataclass(frozen=True)
@@ -29,11 +29,18 @@ class ReadOut:
     distribution away from common (greyish) colours by adding ``prior_boost * log(weight)`` to
     the logits, with the paper's rebalancing weights (a per-pixel, evidence-aware boost: a
     confident pixel barely moves). ``chroma_gain`` scales the result.
+
+    ``coherent_gain`` adds colour only where the network agrees with itself: the mean is
+    scaled by ``1 + coherent_gain * k``, where the coherence ``k = |E[ab]| / E[|ab|]`` is 1 when
+    all the probability lies in one hue direction and near 0 when it is flat or split between
+    distant colours. A muted mean of a confident hue is restored; a split stays muted, rather
+    than becoming a confident wrong colour.
     """
 
     temperature: float = 1.0
     prior_boost: float = 0.0
     chroma_gain: float = 1.0
+    coherent_gain: float = 0.0
 
     def logit_bias(self, prior: np.ndarray) -> np.ndarray:
         weights = 1.0 / (0.5 * prior + 0.5 / len(prior))
@@ -43,7 +50,13 @@ class ReadOut:
         """The read-out in NumPy, for sweeps (the same arithmetic as :class:`AnnealedMean`)."""
         z = (logits + self.logit_bias(prior)) / self.temperature
         p = np.exp(z - z.max(-1, keepdims=True))
-        return ((p / p.sum(-1, keepdims=True)) @ (bins * self.chroma_gain)).astype("float32")
+        p /= p.sum(-1, keepdims=True)
+        mean = p @ (bins * self.chroma_gain)
+        if self.coherent_gain:
+            spread = p @ (np.hypot(bins[:, 0], bins[:, 1]) * self.chroma_gain)
+            coherence = np.hypot(mean[..., 0], mean[..., 1]) / (spread + 1e-6)
+            mean = mean * (1.0 + self.coherent_gain * coherence)[..., None]
+        return mean.astype("float32")
 
 
 @keras.saving.register_keras_serializable(package="coloi")
@@ -51,21 +64,29 @@ class AnnealedMean(layers.Layer):
     """Logits over colour bins -> expected a*b* under softmax((logits + bias) / temperature)."""
 
     def __init__(self, bins: Any, temperature: float = 1.0, bias: Any = None,
-                 **kwargs: Any) -> None:
+                 coherent_gain: float = 0.0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.bins = np.asarray(bins, dtype="float32")
         self.temperature = float(temperature)
         self.bias = np.zeros(len(self.bins), "float32") if bias is None else np.asarray(
             bias, dtype="float32")
+        self.coherent_gain = float(coherent_gain)
 
     def call(self, logits: Any) -> Any:
         z = (logits + ops.convert_to_tensor(self.bias)) / self.temperature
-        return ops.matmul(ops.softmax(z, axis=-1), ops.convert_to_tensor(self.bins))
+        p = ops.softmax(z, axis=-1)
+        mean = ops.matmul(p, ops.convert_to_tensor(self.bins))
+        if not self.coherent_gain:
+            return mean
+        radius = np.hypot(self.bins[:, 0], self.bins[:, 1])[:, None].astype("float32")
+        spread = ops.matmul(p, ops.convert_to_tensor(radius))
+        length = ops.sqrt(ops.sum(ops.square(mean), axis=-1, keepdims=True))
+        return mean * (1.0 + self.coherent_gain * length / (spread + 1e-6))
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         config.update(bins=self.bins.tolist(), temperature=self.temperature,
-                      bias=self.bias.tolist())
+                      bias=self.bias.tolist(), coherent_gain=self.coherent_gain)
         return config
 
 
@@ -76,37 +97,15 @@ def _conv(x: Any, filters: int, name: str, dilation: int = 1) -> Any:
     return layers.ReLU(name=f"{name}_relu")(x)
 
 
-def _grey_mobilenet(pretrained: Path | None) -> keras.Model:
-    """MobileNet v1 (alpha 0.25) on one grey channel, optionally with ImageNet weights.
-
-    The RGB model's first kernel summed over its input channels gives the same response to a grey
-    image as the RGB model gives to that image repeated on three channels.
-    """
-    grey = keras.applications.MobileNet(input_shape=(None, None, 1), alpha=0.25,
-                                        include_top=False, weights=None)
-    if pretrained is not None:
-        rgb = keras.applications.MobileNet(input_shape=(224, 224, 3), alpha=0.25,
-                                           include_top=False, weights=None)
-        rgb.load_weights(str(pretrained))
-        for source, target in zip(rgb.layers, grey.layers, strict=True):
-            weights = source.get_weights()
-            if source.name == "conv1":
-                weights = [weights[0].sum(axis=2, keepdims=True)]
-            target.set_weights(weights)
-    return grey
-
-
-def build_network(num_bins: int, pretrained: Path | None = None, width: int = 96) -> keras.Model:
+def build_network(num_bins: int, pretrained: Path | None = None, width: int = 96,
+                  encoder: str = "mobilenet") -> keras.Model:
     """The logits network: L* (B, H, W, 1) in [0, 100] -> bin logits (B, H/4, W/4, bins).
 
-    H and W must be multiples of 32.
+    H and W must be multiples of 32. ``encoder`` is one of :data:`encoders.ENCODERS`.
     """
     lightness = keras.Input((None, None, 1), name="lightness")
-    x = layers.Rescaling(1.0 / 50.0, offset=-1.0, name="to_unit_range")(lightness)
-    encoder = _grey_mobilenet(pretrained)
-    features = keras.Model(encoder.input, [encoder.get_layer(n).output for n in ENCODER_SKIPS],
-                           name="encoder")
-    quarter, eighth, sixteenth, bottom = features(x)
+    scale, features = encoders.grey_encoder(encoder, pretrained)
+    quarter, eighth, sixteenth, bottom = features(scale(lightness))
 
     y = layers.UpSampling2D(2, interpolation="nearest", name="up16")(bottom)
     y = layers.Concatenate(name="cat16")([y, sixteenth])
@@ -129,7 +128,8 @@ def inference_model(logits_model: keras.Model, bins: np.ndarray, readout: ReadOu
     shape = (size, size, 1) if size else (None, None, 1)
     lightness = keras.Input(shape, name="lightness")
     ab = AnnealedMean(bins * readout.chroma_gain, readout.temperature,
-                      readout.logit_bias(prior), name="annealed_mean")(logits_model(lightness))
+                      readout.logit_bias(prior), readout.coherent_gain,
+                      name="annealed_mean")(logits_model(lightness))
     return keras.Model(lightness, ab, name="coloi")
 
 

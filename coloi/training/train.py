@@ -36,11 +36,57 @@ class TrainConfig:
     seed: int = 0
     rebalance: float = 0.5
     init_weights: str | None = None
+    encoder: str = "mobilenet"
+    pack_side: int = data.PACK_SIDE
+    workers: int = 1
+    # With a time budget, the learning rate follows a cosine over as many epochs as fit in it
+    # (measured as the run goes), and ``epochs`` is only an upper bound.
+    time_budget_min: float | None = None
 
 
-def _pack(folder: str, cache_dir: str | None, name: str) -> np.ndarray:
-    cache = Path(cache_dir) / f"{name}_{data.PACK_SIDE}.npy" if cache_dir else None
-    return data.load_pack(Path(folder), cache)
+def _pack(source: str, cache_dir: str | None, name: str, side: int) -> np.ndarray:
+    if source.endswith(data.PORTABLE_SUFFIX):
+        return data.read_portable_pack(Path(source))
+    cache = Path(cache_dir) / f"{name}_{side}.npy" if cache_dir else None
+    return data.load_pack(Path(source), cache, side)
+
+
+class TimeBudget(keras.callbacks.Callback):
+    """Cosine learning rate over the epochs that fit in ``minutes``; stops when they are done.
+
+    Epoch times (validation and checkpoint included) are measured between epoch starts; the
+    first, which includes compilation, is left out of the estimate once there are others.
+    """
+
+    def __init__(self, minutes: float, learning_rate: float, max_epochs: int,
+                 say: Callable[[str], None]) -> None:
+        super().__init__()
+        self.seconds, self.peak, self.max_epochs, self.say = minutes * 60.0, learning_rate, \
+            max_epochs, say
+        self.started = time.monotonic()
+        self.starts: list[float] = []
+
+    def _typical_epoch(self, now: float) -> float:
+        durations = np.diff([*self.starts, now])
+        return float(np.median(durations[1:] if len(durations) > 1 else durations))
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        now = time.monotonic()
+        planned = self.max_epochs
+        if self.starts:
+            left = self.seconds - (now - self.started)
+            planned = min(self.max_epochs, epoch + int(left // self._typical_epoch(now)))
+        self.starts.append(now)
+        progress = min(1.0, epoch / max(1, planned))
+        rate = self.peak * (0.05 + 0.95 * 0.5 * (1.0 + np.cos(np.pi * progress)))
+        self.model.optimizer.learning_rate.assign(float(rate))
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        now = time.monotonic()
+        if self.seconds - (now - self.started) < self._typical_epoch(now):
+            self.say(f"time budget of {self.seconds / 60:.1f} min reached after epoch "
+                     f"{epoch + 1}")
+            self.model.stop_training = True
 
 
 class EpochReport(keras.callbacks.Callback):
@@ -74,7 +120,9 @@ class EpochReport(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         seconds = time.monotonic() - self.started
         row = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()},
-               **self._val_ab_error(), "photos_per_s": self.photos_per_epoch / seconds,
+               **self._val_ab_error(),
+               "learning_rate": float(np.asarray(self.model.optimizer.learning_rate)),
+               "photos_per_s": self.photos_per_epoch / seconds,
                "epoch_s": seconds, "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
         log = self.run_dir / LOG
         new = not log.exists()
@@ -127,8 +175,9 @@ def train(run_dir: Path, config: TrainConfig | None, resume: bool,
     if config is None:
         raise ValueError("a new run needs a TrainConfig")
 
-    train_pack = _pack(config.train_dir, config.cache_dir, "train")
-    val_pack = _pack(config.val_dir, config.cache_dir, "val") if config.val_dir else None
+    train_pack = _pack(config.train_dir, config.cache_dir, "train", config.pack_side)
+    val_pack = (_pack(config.val_dir, config.cache_dir, "val", config.pack_side)
+                if config.val_dir else None)
     say(f"{len(train_pack)} training photos"
         + (f", {len(val_pack)} validation photos" if val_pack is not None else ""))
     if not resume:
@@ -140,7 +189,7 @@ def train(run_dir: Path, config: TrainConfig | None, resume: bool,
     say(f"{len(bins)} colour bins")
 
     batches = data.AugmentedBatches(train_pack, config.size, config.batch_size, seed=config.seed,
-                                    min_crop=config.min_crop, workers=1)
+                                    min_crop=config.min_crop, workers=config.workers)
     val = (data.AugmentedBatches(val_pack, config.size, config.batch_size, augment=False)
            if val_pack is not None else None)
     steps = len(batches) * config.epochs
@@ -151,19 +200,20 @@ def train(run_dir: Path, config: TrainConfig | None, resume: bool,
             custom_objects={"RebalancedBinLoss": network.RebalancedBinLoss})
     else:
         pretrained = Path(config.pretrained) if config.pretrained else None
-        model = network.build_network(len(bins), pretrained, config.width)
+        model = network.build_network(len(bins), pretrained, config.width, config.encoder)
         if config.init_weights:  # start from another run's weights (same bins and width)
             model.load_weights(config.init_weights)
-        schedule = keras.optimizers.schedules.CosineDecay(
-            config.learning_rate, decay_steps=steps, alpha=0.05,
-            warmup_target=None)
+        schedule: Any = config.learning_rate if config.time_budget_min else \
+            keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=steps,
+                                                   alpha=0.05, warmup_target=None)
         model.compile(optimizer=keras.optimizers.Adam(schedule),
                       loss=network.RebalancedBinLoss(bins, weights))
     say(f"{model.count_params():,} parameters; starting at epoch {initial_epoch + 1}")
-    model.fit(
-        batches, epochs=config.epochs, initial_epoch=initial_epoch, verbose=0,
-        callbacks=[
-            EpochReport(run_dir, val, bins, len(train_pack), config.epochs, say),
-        ],
-    )
+    callbacks: list[keras.callbacks.Callback] = [
+        EpochReport(run_dir, val, bins, len(train_pack), config.epochs, say)]
+    if config.time_budget_min:
+        callbacks.append(TimeBudget(config.time_budget_min, config.learning_rate,
+                                    config.epochs, say))
+    model.fit(batches, epochs=config.epochs, initial_epoch=initial_epoch, verbose=0,
+              callbacks=callbacks)
     return run_dir / CHECKPOINT

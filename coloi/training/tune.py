@@ -1,9 +1,12 @@
-"""Choosing the read-out of a trained run (temperature, prior boost, chroma gain) on
-validation photos.
+"""Choosing the read-out of a trained run (temperature, prior boost, chroma gain, coherent
+gain) on validation photos.
 
 The network runs once per photo; each candidate read-out only changes the arithmetic after it,
 so a sweep costs little more than one evaluation. The photos go through the same steps as
 ``coloi eval`` (OpenCV grey copy, reduction to the model size, full-resolution output).
+
+So that a read-out is not tuned to one source's taste, it is chosen on the photos of half of
+the sources (a photo's source is its name up to the first '_') and judged on the others.
 """
 
 from __future__ import annotations
@@ -15,37 +18,56 @@ from typing import Any
 import cv2
 import numpy as np
 
-from coloi.color import lab8_to_bgr, lightness, to_grey
-from coloi.evaluate import Scores, colourfulness
+from coloi.color import bgr_to_lab, lab8_to_bgr, lightness, to_grey
+from coloi.evaluate import colourfulness, group_of, score_photo, summarise
 from coloi.training.network import ReadOut
 
-GRID = tuple(ReadOut(t, b, k) for t in (1.0, 0.8) for b in (0.0, 0.25, 0.5, 0.75, 1.0)
-             for k in (1.0, 1.1, 1.2, 1.3, 1.4, 1.5))
+GRID = tuple(ReadOut(t, b, k, c) for t in (1.0, 0.85) for b in (0.0, 0.25, 0.5)
+             for k in (1.0, 1.1, 1.2, 1.3) for c in (0.0, 0.25, 0.5, 0.75, 1.0))
+MAX_FALSE_COLOUR = 0.025  # a margin under the 3% that the model is held to
+
+
+def split_by_source(files: Sequence[Path]) -> tuple[list[Path], list[Path]]:
+    """(photos to choose on, photos to judge on): every other source, by name. Photos whose
+    names carry no source go to either side alternately."""
+    sources = sorted({group_of(p, p.parent, "prefix") for p in files} - {"(no prefix)"})
+    chosen = set(sources[::2])
+    tune: list[Path] = []
+    judge: list[Path] = []
+    for index, path in enumerate(files):
+        source = group_of(path, path.parent, "prefix")
+        side = source in chosen if source != "(no prefix)" else index % 2 == 0
+        (tune if side else judge).append(path)
+    return tune, judge
 
 
 def sweep(model: Any, bins: np.ndarray, prior: np.ndarray, files: Sequence[Path],
-          readouts: Sequence[ReadOut] = GRID, size: int = 256) -> dict[ReadOut, dict[str, float]]:
-    """PSNR, AuC and colourfulness ratio of each read-out on ``files`` (colour photos)."""
-    scores = {r: Scores() for r in readouts}
+          readouts: Sequence[ReadOut] = GRID, size: int = 256,
+          ) -> dict[ReadOut, dict[str, float]]:
+    """PSNR, AuC, colourfulness ratio, false colour and wrong hue of each read-out on
+    ``files`` (colour photos)."""
+    scores: dict[ReadOut, list[Any]] = {r: [] for r in readouts}
     truth_colour = []
     for path in files:
         truth = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if truth is None:
             continue
         grey = to_grey(truth)
+        truth_lab = bgr_to_lab(truth)
         small = cv2.resize(grey, (size, size), interpolation=cv2.INTER_AREA)
         logits = np.asarray(model(lightness(small)[None, :, :, None]))[0].astype(np.float64)
         for readout in readouts:
-            scores[readout].add(lab8_to_bgr(grey, readout.apply(logits, bins, prior)), truth)
+            output = lab8_to_bgr(grey, readout.apply(logits, bins, prior))
+            scores[readout].append(score_photo(output, truth, truth_lab))
         truth_colour.append(colourfulness(truth))
-    reference = float(np.mean(truth_colour))
-    return {r: s.summary(reference) for r, s in scores.items()}
+    return {r: summarise(s, truth_colour) for r, s in scores.items()}
 
 
-def choose(table: dict[ReadOut, dict[str, float]], colour_floor: float) -> ReadOut:
-    """The best PSNR among read-outs whose colourfulness ratio reaches ``colour_floor`` (the
-    most colourful one if none does)."""
-    vivid = [r for r, s in table.items() if s["colourfulness_ratio"] >= colour_floor]
-    if not vivid:
-        return max(table, key=lambda r: table[r]["colourfulness_ratio"])
-    return max(vivid, key=lambda r: table[r]["psnr"])
+def choose(table: dict[ReadOut, dict[str, float]], colour_floor: float,
+           max_false_colour: float = MAX_FALSE_COLOUR) -> ReadOut:
+    """The best PSNR among read-outs whose colourfulness ratio reaches ``colour_floor`` and whose
+    false colour stays under ``max_false_colour``; failing that, the best PSNR among those
+    under the false-colour limit, then the best PSNR of all."""
+    honest = [r for r, s in table.items() if s["false_colour"] <= max_false_colour]
+    vivid = [r for r in honest if table[r]["colourfulness_ratio"] >= colour_floor]
+    return max(vivid or honest or list(table), key=lambda r: table[r]["psnr"])
