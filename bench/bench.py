@@ -208,18 +208,20 @@ def model_flops() -> int:
 
 
 def model_only(repeats: int) -> dict[str, Any]:
-    """Median inference time of each backend on one 256x256 L* plane, model loaded."""
+    """Median inference time of each backend on one L* plane of the model's input size (the
+    size every photo is reduced to), model loaded."""
     from coloi.backend import BackendSettings
     from coloi.plugin_host import get_registry
 
     registry = get_registry()
-    plane = np.random.default_rng(0).uniform(0, 100, (256, 256)).astype(np.float32)
     results = {}
     for name in ("tflite", "tf-gpu"):
         cls = registry.backends[name].cls
         if cls.unavailable_reason():
             continue
         backend = cls(BackendSettings())
+        side = backend.input_size() or (256, 256)
+        plane = np.random.default_rng(0).uniform(0, 100, side).astype(np.float32)
         for _ in range(3):
             backend.predict_ab(plane)
         runs = []
@@ -240,6 +242,7 @@ TARGETS = [  # (key path, limit, unit, description)
     ("batch_small_tflite.seconds_per_photo", 1 / 20, "s/photo", "~256 px batch (>= 20/s)"),
     ("batch_12mp_tflite.seconds_per_photo", 0.6, "s/photo", "12 MP JPEG batch"),
     ("jpeg50_tflite.peak_rss_mb.max", 2560, "MB", "50 MP scan, peak RSS"),
+    ("model_only.tflite.median", 0.015, "s", "tflite model, one photo"),
 ]
 
 
@@ -332,7 +335,7 @@ def report(results: dict[str, Any]) -> str:
             lines.append(f"| {key}{extra} | {w['median']} [{w['min']}-{w['max']}] | "
                          f"{p['median']:.0f} [{p['min']:.0f}-{p['max']:.0f}] | "
                          f"`{value['command'].replace(str(REPO) + '/', '')}` |")
-    lines += ["", "## Model only (one 256x256 photo, model loaded)", ""]
+    lines += ["", "## Model only (one photo at the model's input size, model loaded)", ""]
     for name, s in results.get("model_only", {}).items():
         floor = results.get("model_floor_s", {}).get(name)
         ratio = results.get("model_vs_floor", {}).get(name)

@@ -279,6 +279,8 @@ def train(
     pretrained: Annotated[Path | None, typer.Option(
         help="The encoder's ImageNet weights: EfficientNet-Lite0 .pth (or .npz), or Keras "
              "MobileNet (alpha 0.25, no top) .h5.")] = None,
+    min_crop: Annotated[int, typer.Option(
+        min=32, help="Smallest random crop, in pack pixels (the largest is the pack side).")] = 96,
     pack_side: Annotated[int, typer.Option(
         min=64, help="Side of the square crops kept of each photo.")] = 224,
     workers: Annotated[int, typer.Option(
@@ -322,6 +324,7 @@ def train(
                          cache_dir=str(cache_dir) if cache_dir else None, rebalance=rebalance,
                          init_weights=str(init_weights) if init_weights else None,
                          encoder=encoder, pack_side=pack_side, workers=workers,
+                         min_crop=min_crop,
                          time_budget_min=time_budget)
     train_run(run_dir, None if resume else config, resume, say=typer.echo)
 

@@ -140,3 +140,14 @@ def test_train_on_a_portable_pack_with_lite0_and_a_time_budget(cli, tmp_path: Pa
 
     wrong = cli("train", pack, tmp_path / "run2", "--encoder", "resnet")
     assert wrong.exit_code == 1 and "--encoder resnet" in wrong.stderr
+
+
+def test_readout_is_chosen_on_other_sources_than_it_is_judged_on() -> None:
+    from coloi.training.tune import split_by_source
+
+    files = [Path(f"/val/{source}_{i}.jpg") for source in ("a", "b", "c", "d") for i in range(3)]
+    tune, judge = split_by_source([*files, Path("/val/x.jpg"), Path("/val/y.jpg")])
+    tuned = {group_of(p, p.parent, "prefix") for p in tune}
+    judged = {group_of(p, p.parent, "prefix") for p in judge}
+    assert tuned - {"(no prefix)"} == {"a", "c"} and judged - {"(no prefix)"} == {"b", "d"}
+    assert len(tune) == len(judge) == 7

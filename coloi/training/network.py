@@ -187,6 +187,10 @@ def colour_bins(ab_samples: np.ndarray, grid: float = 10.0, min_share: float = 2
     kernel = np.exp(-d2 / (2 * sigma_bins**2))
     prior = kernel @ prior / kernel.sum(1)
     prior /= prior.sum()
-    weights = 1.0 / ((1 - rebalance) * prior + rebalance / len(bins))
-    weights /= (weights * prior).sum()
-    return bins, weights.astype("float32"), prior.astype("float32")
+    return bins, rebalancing_weights(prior, rebalance), prior.astype("float32")
+
+
+def rebalancing_weights(prior: np.ndarray, rebalance: float) -> np.ndarray:
+    """``1 / ((1 - rebalance) * prior + rebalance / Q)``, with a mean of 1 under the prior."""
+    weights = 1.0 / ((1 - rebalance) * prior + rebalance / len(prior))
+    return (weights / (weights * prior).sum()).astype("float32")

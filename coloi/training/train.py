@@ -181,8 +181,14 @@ def train(run_dir: Path, config: TrainConfig | None, resume: bool,
     say(f"{len(train_pack)} training photos"
         + (f", {len(val_pack)} validation photos" if val_pack is not None else ""))
     if not resume:
-        bins, weights, prior = network.colour_bins(
-            np.concatenate(list(data.sample_ab(train_pack))), rebalance=config.rebalance)
+        if config.init_weights and (Path(config.init_weights).parent / CONFIG).exists():
+            # Starting from another run: its colour bins, or its head would not fit.
+            start = json.loads((Path(config.init_weights).parent / CONFIG).read_text())
+            bins, prior = (np.asarray(start[k], dtype="float32") for k in ("bins", "prior"))
+            weights = network.rebalancing_weights(prior, config.rebalance)
+        else:
+            bins, weights, prior = network.colour_bins(
+                np.concatenate(list(data.sample_ab(train_pack))), rebalance=config.rebalance)
         (run_dir / CONFIG).write_text(json.dumps(
             {"config": asdict(config), "bins": bins.tolist(), "weights": weights.tolist(),
              "prior": prior.tolist()}))
