@@ -68,8 +68,15 @@ def test_train_resume_export_and_use(cli, tmp_path: Path, photos: Path) -> None:
     assert measured.exit_code == 0, measured.stderr
     report = json.loads(measured.stdout)
     assert report["photos"] == 12
-    assert set(report["coloi"]) == {"psnr", "auc", "colourfulness_ratio"}
+    assert set(report["coloi"]) == {"psnr", "auc", "colourfulness_ratio", "false_colour",
+                                    "wrong_hue"}
     assert report["grey_baseline"]["colourfulness_ratio"] < 0.05
+    assert report["grey_baseline"]["false_colour"] == 0.0  # grey paints no colour
+
+    by_folder = cli("eval", photos.parent, "--model-dir", models, "-b", "tflite", "--json",
+                    "--by", "folder")
+    groups = json.loads(by_folder.stdout)["groups"]
+    assert groups[photos.name]["photos"] == 12
     assert cv2.imread(str(tmp_path / "sheet.png")) is not None
 
 
