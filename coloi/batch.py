@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from coloi.errors import (
     ColoiError,
@@ -30,7 +31,9 @@ from coloi.imageio import (
     read_photo,
     write_atomically,
 )
-from coloi.pipeline import Colouriser
+
+if TYPE_CHECKING:
+    from coloi.api import Colouriser
 
 COLOURISED_SUFFIX = "_colourised"
 # The output format for each input suffix when none is chosen: the input's own, except for
@@ -116,8 +119,7 @@ def render(job: Job, colouriser: Colouriser, limits: Limits, quality: int = 95) 
     colourisation or an output format that cannot hold the photo.
     """
     try:
-        photo = read_photo(job.source, limits)
-        pixels = colouriser.colourise(photo)
+        photo = colouriser.colourise(read_photo(job.source, limits))
     except PhotoError:
         raise
     except ColoiError as error:  # a step's option error, met at run time
@@ -131,7 +133,7 @@ def render(job: Job, colouriser: Colouriser, limits: Limits, quality: int = 95) 
         raise PhotoError(job.source, f"colourisation failed ({type(error).__name__}: "
                                      f"{error})") from None
     try:
-        return encode_photo(pixels, job.format, photo.exif, photo.icc_profile, quality)
+        return encode_photo(photo.pixels, job.format, photo.exif, photo.icc_profile, quality)
     except MemoryError:
         raise PhotoError(job.source, "not enough memory to encode it") from None
     except (ValueError, OSError) as error:

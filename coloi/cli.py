@@ -19,7 +19,7 @@ from coloi import __version__
 from coloi.errors import ColoiError
 
 if TYPE_CHECKING:
-    from coloi.pipeline import Colouriser
+    from coloi.api import Colouriser
     from coloi.plugin_host import Registry
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -92,19 +92,14 @@ def _registry() -> Registry:
 
 def _colouriser(backend: str, model_dir: Path | None, model: str | None, threads: int | None,
                 pre: list[str] | None, post: list[str] | None) -> Colouriser:
-    """Load the plugins, check the steps, then load the backend's model (once per run)."""
-    from coloi.backend import BackendSettings
+    """Load the plugins, check the steps, then load the backend's model (once per run),
+    through the public API (:class:`coloi.Colouriser`)."""
+    from coloi.api import Colouriser
     from coloi.config import step_specs
-    from coloi.pipeline import Colouriser
-    from coloi.steps import parse_step_spec
 
-    registry = _registry()
-    backend_cls = registry.backend(backend)
     pre_specs, post_specs = step_specs(pre, post)
-    preprocess = [registry.step("preprocess", *parse_step_spec(s)) for s in pre_specs]
-    postprocess = [registry.step("postprocess", *parse_step_spec(s)) for s in post_specs]
-    settings = BackendSettings(model_dir, model, threads)
-    return Colouriser(backend_cls(settings), preprocess, postprocess)  # type: ignore[arg-type]
+    return Colouriser(backend, pre=pre_specs, post=post_specs, model_dir=model_dir, model=model,
+                      threads=threads, blocked_plugins=_BLOCKED)
 
 
 @app.command()
@@ -403,7 +398,7 @@ def evaluate(
         fail(f"{truth}: no photos found")
     try:
         colouriser = _colouriser(backend, model_dir, model, threads, pre or [], post or [])
-        result = run_eval(files, colouriser, sheet_rows if sheet else 0, root=truth, by=by)
+        result = run_eval(files, colouriser.pipeline, sheet_rows if sheet else 0, root=truth, by=by)
         if sheet:
             sheet_format = SUFFIX_FORMAT.get(sheet.suffix.lower(), "png")
             write_atomically(sheet, encode_photo(contact_sheet(result.rows), sheet_format),

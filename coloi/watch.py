@@ -31,6 +31,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
@@ -41,8 +42,10 @@ from coloi.batch import SUFFIX_FORMAT, Job, is_candidate, output_path, render, w
 from coloi.errors import ColoiError, MissingPhoto, PhotoError, PhotoTimeout, UnwritableOutput
 from coloi.imageio import Limits
 from coloi.journal import JOURNAL_NAME, Journal, Signature
-from coloi.pipeline import Colouriser
 from coloi.sdnotify import Notifier
+
+if TYPE_CHECKING:
+    from coloi.api import Colouriser
 
 log = logging.getLogger("coloi")
 TEMPORARY_SUFFIXES = (".part", ".partial", ".tmp", ".temp", ".crdownload", ".download", "~")

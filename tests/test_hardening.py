@@ -595,16 +595,13 @@ def test_watch_file_removed_before_it_is_read(tmp_path: Path) -> None:
     remembered (it is not a bad file), and the daemon carries on."""
     import logging
 
-    from coloi.backend import BackendSettings
-    from coloi.pipeline import Colouriser
-    from coloi.plugin_host import get_registry
+    from coloi import Colouriser
     from coloi.watch import Watcher
 
     watched, out = tmp_path / "in", tmp_path / "out"
     watched.mkdir()
     cv2.imwrite(str(watched / "gone.png"), natural_photo())
-    backend = get_registry().backend("tflite")(BackendSettings())
-    watcher = Watcher(watched, out, Colouriser(backend), settle=0.1)
+    watcher = Watcher(watched, out, Colouriser("tflite"), settle=0.1)
     ready = watcher._ready
 
     def ready_then_remove(now: float):  # type: ignore[no-untyped-def]

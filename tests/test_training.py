@@ -68,7 +68,7 @@ def test_train_resume_export_and_use(cli, tmp_path: Path, photos: Path) -> None:
     assert measured.exit_code == 0, measured.stderr
     report = json.loads(measured.stdout)
     assert report["photos"] == 12
-    assert set(report["coloi"]) == {"psnr", "auc", "colourfulness_ratio"}
+    assert {"psnr", "auc", "colourfulness_ratio"} <= set(report["coloi"])
     assert report["grey_baseline"]["colourfulness_ratio"] < 0.05
     assert cv2.imread(str(tmp_path / "sheet.png")) is not None
 

@@ -155,17 +155,15 @@ def test_output_inside_watched_folder_is_refused(cli, tmp_path: Path) -> None:
 
 
 def test_in_process_watcher_leaks_no_threads(tmp_path: Path) -> None:
-    from coloi.backend import BackendSettings
-    from coloi.pipeline import Colouriser
-    from coloi.plugin_host import get_registry
+    from coloi import Colouriser
     from coloi.watch import Watcher
 
-    backend = get_registry().backend("tflite")(BackendSettings())
+    colouriser = Colouriser("tflite")  # its model loaded before the threads are counted
     before = set(threading.enumerate())
     watched = tmp_path / "in"
     watched.mkdir()
     write_photo(watched / "x.png")
-    watcher = Watcher(watched, tmp_path / "out", Colouriser(backend), settle=0.2)
+    watcher = Watcher(watched, tmp_path / "out", colouriser, settle=0.2)
     runner = threading.Thread(target=watcher.run)
     runner.start()
     wait_for(lambda: (tmp_path / "out" / "x.png").exists())
