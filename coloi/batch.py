@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from coloi.discovery import find_photos
 from coloi.errors import (
     ColoiError,
     MissingPhoto,
@@ -25,7 +26,6 @@ from coloi.errors import (
 from coloi.imageio import (
     FORMAT_SUFFIX,
     IMAGE_SUFFIXES,
-    READABLE_SUFFIXES,
     Limits,
     encode_photo,
     read_photo,
@@ -51,12 +51,6 @@ class Job:
     format: str
 
 
-def is_candidate(path: Path) -> bool:
-    """An image file by its name, and not a hidden or partial file."""
-    return (path.suffix.lower() in READABLE_SUFFIXES and not path.name.startswith(".")
-            and not path.name.endswith(".coloi-partial"))
-
-
 def output_path(source: Path, relative: Path, output_dir: Path | None, fmt: str | None) -> Path:
     """Where a source's output goes: ``output_dir/relative`` or beside it, marked as coloured.
     It keeps the source's suffix unless ``fmt`` (or a source format coloi does not write)
@@ -73,15 +67,16 @@ def plan_jobs(inputs: Iterable[Path], output_dir: Path | None,
               fmt: str | None) -> Iterator[Job | PhotoError]:
     """Jobs for files and (recursively) folders; a PhotoError for each input that is unusable.
 
+    A folder's photos are those :func:`coloi.discovery.find_photos` finds (hidden and temporary
+    names and folders are passed over); a file named on the command line is always tried.
+
     Links are followed (a link given by name, and links to files inside a folder); a link in a
     folder that leads nowhere is reported rather than passed over in silence.
     """
     output_root = output_dir.resolve() if output_dir else None
     for argument in inputs:
         if argument.is_dir():
-            for path in sorted(argument.rglob("*")):
-                if not is_candidate(path):
-                    continue
+            for path in find_photos(argument):
                 if not path.is_file():
                     if path.is_symlink() and not path.exists():
                         yield MissingPhoto(path, "a link to nothing (its target is missing, "

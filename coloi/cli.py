@@ -8,21 +8,37 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
+import typer.core
 
 from coloi import __version__
-from coloi.errors import ColoiError
+from coloi.errors import ColoiError, TrainingError
 
 if TYPE_CHECKING:
     from coloi.api import Colouriser
     from coloi.plugin_host import Registry
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+
+
+class ColoiGroup(typer.core.TyperGroup):
+    """The one error boundary: a :class:`ColoiError` from any command (or anything it calls)
+    becomes one line on stderr and exit status 1, never a traceback."""
+
+    def invoke(self, ctx: Any) -> Any:  # a click Context (typer vendors click)
+        try:
+            return super().invoke(ctx)
+        except ColoiError as error:
+            typer.echo(f"coloi: error: {error}", err=True)
+            raise typer.Exit(1) from None
+
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, cls=ColoiGroup,
                   help="Colourise black-and-white photographs automatically.")
 log = logging.getLogger("coloi")
 
@@ -51,9 +67,8 @@ MaxBytesOption = Annotated[int, typer.Option(
 
 
 def fail(message: str) -> NoReturn:
-    """Print a one-line error and exit with status 1."""
-    typer.echo(f"coloi: error: {message}", err=True)
-    raise typer.Exit(1)
+    """Stop the command with a one-line error (printed by :class:`ColoiGroup`), status 1."""
+    raise ColoiError(message)
 
 
 def _version(value: bool) -> None:
@@ -134,11 +149,8 @@ def run(
 
     if fmt is not None and fmt not in FORMAT_SUFFIX:
         fail(f"unknown format {fmt!r} (choose from {', '.join(FORMAT_SUFFIX)})")
-    try:
-        items = list(plan_jobs(inputs, output, fmt))
-        colouriser = _colouriser(backend, model_dir, model, threads, pre, post)
-    except ColoiError as error:
-        fail(str(error))
+    items = list(plan_jobs(inputs, output, fmt))
+    colouriser = _colouriser(backend, model_dir, model, threads, pre, post)
 
     progress = None
     if len(items) > 1 and sys.stderr.isatty():
@@ -179,10 +191,7 @@ def plugins(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array.")] = False,
 ) -> None:
     """List the installed backends and steps, and the plugin that provides each."""
-    try:
-        registry = _registry()
-    except ColoiError as error:
-        fail(str(error))
+    registry = _registry()
     rows = [{"name": r.name, "kind": r.kind, "plugin": r.plugin, "distribution": r.distribution,
              "version": r.version, "description": r.cls.description,
              "available": (r.cls.unavailable_reason() or "yes") if r.kind == "backend" else "yes"}
@@ -235,14 +244,11 @@ def watch(
     if not folder.is_dir():
         fail(f"{folder}: not a folder")
     target = output or folder.resolve().with_name(folder.resolve().name + "-colourised")
-    try:
-        colouriser = _colouriser(backend, model_dir, model, threads, pre, post)
-        watcher = Watcher(folder, target, colouriser, Limits(max_pixels, max_bytes),
-                          polling=polling, settle=settle, poll_interval=poll_interval,
-                          quality=quality, photo_timeout=photo_timeout)
-        watcher.run()
-    except ColoiError as error:
-        fail(str(error))
+    colouriser = _colouriser(backend, model_dir, model, threads, pre, post)
+    watcher = Watcher(folder, target, colouriser, Limits(max_pixels, max_bytes),
+                      polling=polling, settle=settle, poll_interval=poll_interval,
+                      quality=quality, photo_timeout=photo_timeout)
+    watcher.run()
 
 
 def _need_keras(command: str) -> None:
@@ -254,6 +260,20 @@ def _need_keras(command: str) -> None:
             os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow"
             and importlib.util.find_spec("tensorflow") is None):
         fail(f"coloi {command} needs TensorFlow and Keras: pip install 'coloi[tf]'")
+
+
+def _photo_source(path: Path) -> None:
+    """Refuse, before TensorFlow starts, a folder of photos that is missing or holds none (or
+    a portable pack that is not there): training code would fail on it much later."""
+    from coloi.discovery import find_photos
+
+    if path.name.endswith(".pack.npz"):
+        if not path.is_file():
+            raise TrainingError(f"{path}: no such photo pack")
+    elif not path.is_dir():
+        raise TrainingError(f"{path}: not a folder of photos")
+    elif not find_photos(path):
+        raise TrainingError(f"{path}: no photos in this folder (JPEG, PNG, TIFF, WebP or BMP)")
 
 
 @app.command()
@@ -304,6 +324,9 @@ def train(
         fail(f"{run_dir}: a run is already there (use --resume to continue it)")
     if resume and not (run_dir / "checkpoint.keras").exists():
         fail(f"{run_dir}: no checkpoint to resume from")
+    if not resume:
+        for source in (photos, *([val] if val else [])):
+            _photo_source(source)
     from coloi.training.encoders import ENCODERS
     from coloi.training.train import TrainConfig
 
@@ -346,6 +369,10 @@ def export(
     Also checks that the int8 model stays close to the float one, and writes both models'
     manifest entries (sha256, input size, read-out, training record).
     """
+    if not (run_dir / "run.json").is_file():
+        raise TrainingError(f"{run_dir}: not a training run (it has no run.json)")
+    for source in (calibration, check):
+        _photo_source(source)
     _need_keras("export")
     from coloi.training.export import export as export_run
     from coloi.training.network import ReadOut
@@ -360,6 +387,18 @@ def export(
             fail("--temperature must be between 0.05 and 2")
     export_run(run_dir, model_dir, name, readout, size, calibration, check,
                colour_floor=colour_floor, say=typer.echo)
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every infinite or NaN float made None: JSON has no Infinity (a PSNR of
+    identical pictures) and no NaN, and strict parsers refuse them."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
 
 
 @app.command("eval")
@@ -386,27 +425,25 @@ def evaluate(
     the truth's, false colour (near-neutral pixels made clearly coloured) and wrong hue (coloured
     pixels more than 90 degrees off), each beside the grey baseline (a* = b* = 0).
     """
-    from coloi.batch import SUFFIX_FORMAT, is_candidate
+    from coloi.batch import SUFFIX_FORMAT
+    from coloi.discovery import find_photos
     from coloi.evaluate import GROUPINGS, contact_sheet
     from coloi.evaluate import evaluate as run_eval
     from coloi.imageio import encode_photo, write_atomically
 
     if by not in GROUPINGS:
         fail(f"--by {by}: choose one of {', '.join(GROUPINGS)}")
-    files = sorted(p for p in truth.rglob("*") if is_candidate(p) and p.is_file())[:limit]
+    files = [path for path in find_photos(truth) if path.is_file()][:limit]
     if not files:
         fail(f"{truth}: no photos found")
-    try:
-        colouriser = _colouriser(backend, model_dir, model, threads, pre or [], post or [])
-        result = run_eval(files, colouriser.pipeline, sheet_rows if sheet else 0, root=truth, by=by)
-        if sheet:
-            sheet_format = SUFFIX_FORMAT.get(sheet.suffix.lower(), "png")
-            write_atomically(sheet, encode_photo(contact_sheet(result.rows), sheet_format),
-                             overwrite=True)
-    except ColoiError as error:
-        fail(str(error))
+    colouriser = _colouriser(backend, model_dir, model, threads, pre or [], post or [])
+    result = run_eval(files, colouriser.pipeline, sheet_rows if sheet else 0, root=truth, by=by)
+    if sheet:
+        sheet_format = SUFFIX_FORMAT.get(sheet.suffix.lower(), "png")
+        write_atomically(sheet, encode_photo(contact_sheet(result.rows), sheet_format),
+                         overwrite=True)
     if as_json:
-        typer.echo(json.dumps(result.as_dict(), indent=2))
+        typer.echo(json.dumps(_finite(result.as_dict()), indent=2, allow_nan=False))
         return
     typer.echo(f"{result.photos} photos, backend {colouriser.backend.name}")
     rows = [("all", result.photos, result.coloi, result.grey)]

@@ -57,3 +57,7 @@ class PluginError(ColoiError):
 
 class StepOptionError(ColoiError):
     """A preprocess or postprocess step was given an unknown or invalid option."""
+
+
+class TrainingError(ColoiError):
+    """A training run, or the photos to train, export or measure on, are missing or unusable."""
