@@ -35,6 +35,7 @@ from coloi.imageio import (
 )
 from coloi.imageio import read_photo as _read_file_photo
 from coloi.pipeline import Pipeline
+from coloi.settings import PluginSettings
 from coloi.steps import PostprocessStep, PreprocessStep, parse_step_spec
 
 __all__ = ["Colouriser", "Limits", "Photo", "colourise", "read_photo", "write_photo"]
@@ -52,8 +53,9 @@ class Colouriser:
     :class:`coloi.backend.Backend` already built; ``pre`` and ``post`` are step specs
     (``"denoise:strength=6"``) or step instances, applied in order. ``model_dir``, ``model`` and
     ``threads`` are the command line's ``--model-dir``, ``--model`` and ``--threads``.
-    ``blocked_plugins`` names plugins not to load. Building it loads the plugins and the model;
-    errors in any of these raise :class:`coloi.ColoiError` here, before any photo.
+    ``plugins`` names plugins not to load, or is a :class:`coloi.settings.PluginSettings`.
+    Building it loads the plugins and the model; errors in any of these raise
+    :class:`coloi.ColoiError` here, before any photo.
 
     Use it as a context manager (``with coloi.Colouriser() as c: ...``) to release the model
     at the end. One Colouriser may be shared by several threads: calls into the backend are
@@ -65,7 +67,7 @@ class Colouriser:
                  post: Sequence[str | PostprocessStep] = (),
                  model_dir: PathLike | None = None, model: str | None = None,
                  threads: int | None = None, limits: Limits | None = None, quality: int = 95,
-                 blocked_plugins: Iterable[str] = ()) -> None:
+                 plugins: PluginSettings | Iterable[str] = ()) -> None:
         if isinstance(pre, str) or isinstance(post, str):
             raise TypeError("pre and post are sequences of steps: write pre=['autolevels']")
         self.limits = limits or Limits()
@@ -75,7 +77,7 @@ class Colouriser:
         if isinstance(backend, str) or any(isinstance(s, str) for s in (*pre, *post)):
             from coloi.plugin_host import get_registry
 
-            registry = get_registry(set(blocked_plugins))
+            registry = get_registry(plugins)
 
         def built(kind: str, step: Any) -> Any:
             return registry.step(kind, *parse_step_spec(step)) if (

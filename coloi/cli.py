@@ -28,7 +28,14 @@ if TYPE_CHECKING:
 
 class ColoiGroup(typer.core.TyperGroup):
     """The one error boundary: a :class:`ColoiError` from any command (or anything it calls)
-    becomes one line on stderr and exit status 1, never a traceback."""
+    becomes one line on stderr and exit status 1, never a traceback. Also gives every option
+    its ``COLOI_*`` environment variable (:mod:`coloi.settings`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        from coloi.settings import assign_envvars
+
+        assign_envvars(self.commands)
 
     def invoke(self, ctx: Any) -> Any:  # a click Context (typer vendors click)
         try:
@@ -79,11 +86,12 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main(
+    ctx: typer.Context,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                           help="Print the version and exit.")] = False,
     block_plugin: Annotated[list[str] | None, typer.Option(
         "--block-plugin", help="Do not load the plugin with this entry-point name (repeatable; "
-                               "also $COLOI_BLOCK_PLUGINS=a,b).")] = None,
+                               "also $COLOI_BLOCK_PLUGINS=a,b).", envvar=None)] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only print errors.")] = False,
 ) -> None:
     """Colourise black-and-white photographs automatically."""
@@ -92,33 +100,36 @@ def main(
     log.handlers[:] = [handler]
     log.setLevel(logging.WARNING if quiet else logging.INFO)
     log.propagate = False
-    _BLOCKED.clear()  # a fresh set per invocation (matters when tests call the app in-process)
-    _BLOCKED.update(block_plugin or [])
+    # Every setting is resolved here, once: the config file's tables become the commands'
+    # defaults, under the environment and the command line (see coloi/settings.py).
+    from coloi.settings import PluginSettings, config_defaults, environment
+
+    environ = environment()
+    ctx.default_map = config_defaults(ctx.command.commands, ctx,  # type: ignore[attr-defined]
+                                      environ)
+    ctx.obj = PluginSettings.resolve(environ, block_plugin or ())
 
 
-_BLOCKED: set[str] = set()
-
-
-def _registry() -> Registry:
+def _registry(ctx: typer.Context) -> Registry:
     from coloi.plugin_host import get_registry
 
-    return get_registry(_BLOCKED)
+    return get_registry(ctx.obj)
 
 
-def _colouriser(backend: str, model_dir: Path | None, model: str | None, threads: int | None,
-                pre: list[str] | None, post: list[str] | None) -> Colouriser:
+def _colouriser(ctx: typer.Context, backend: str, model_dir: Path | None, model: str | None,
+                threads: int | None, pre: list[str] | None,
+                post: list[str] | None) -> Colouriser:
     """Load the plugins, check the steps, then load the backend's model (once per run),
     through the public API (:class:`coloi.Colouriser`)."""
     from coloi.api import Colouriser
-    from coloi.config import step_specs
 
-    pre_specs, post_specs = step_specs(pre, post)
-    return Colouriser(backend, pre=pre_specs, post=post_specs, model_dir=model_dir, model=model,
-                      threads=threads, blocked_plugins=_BLOCKED)
+    return Colouriser(backend, pre=pre or (), post=post or (), model_dir=model_dir, model=model,
+                      threads=threads, plugins=ctx.obj)
 
 
 @app.command()
 def run(
+    ctx: typer.Context,
     inputs: Annotated[list[Path], typer.Argument(help="Photos and folders (searched "
                                                       "recursively for image files).")],
     output: Annotated[Path | None, typer.Option(
@@ -150,7 +161,7 @@ def run(
     if fmt is not None and fmt not in FORMAT_SUFFIX:
         fail(f"unknown format {fmt!r} (choose from {', '.join(FORMAT_SUFFIX)})")
     items = list(plan_jobs(inputs, output, fmt))
-    colouriser = _colouriser(backend, model_dir, model, threads, pre, post)
+    colouriser = _colouriser(ctx, backend, model_dir, model, threads, pre, post)
 
     progress = None
     if len(items) > 1 and sys.stderr.isatty():
@@ -188,10 +199,11 @@ def run(
 
 @app.command()
 def plugins(
+    ctx: typer.Context,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array.")] = False,
 ) -> None:
     """List the installed backends and steps, and the plugin that provides each."""
-    registry = _registry()
+    registry = _registry(ctx)
     rows = [{"name": r.name, "kind": r.kind, "plugin": r.plugin, "distribution": r.distribution,
              "version": r.version, "description": r.cls.description,
              "available": (r.cls.unavailable_reason() or "yes") if r.kind == "backend" else "yes"}
@@ -207,6 +219,7 @@ def plugins(
 
 @app.command()
 def watch(
+    ctx: typer.Context,
     folder: Annotated[Path, typer.Argument(help="Folder to watch, subfolders included.")],
     output: Annotated[Path | None, typer.Option(
         "--output", "-o", help="Folder for the outputs, outside the watched one "
@@ -244,7 +257,7 @@ def watch(
     if not folder.is_dir():
         fail(f"{folder}: not a folder")
     target = output or folder.resolve().with_name(folder.resolve().name + "-colourised")
-    colouriser = _colouriser(backend, model_dir, model, threads, pre, post)
+    colouriser = _colouriser(ctx, backend, model_dir, model, threads, pre, post)
     watcher = Watcher(folder, target, colouriser, Limits(max_pixels, max_bytes),
                       polling=polling, settle=settle, poll_interval=poll_interval,
                       quality=quality, photo_timeout=photo_timeout)
@@ -403,6 +416,7 @@ def _finite(value: Any) -> Any:
 
 @app.command("eval")
 def evaluate(
+    ctx: typer.Context,
     truth: Annotated[Path, typer.Argument(help="Folder of colour photos (the truth).")],
     backend: BackendOption = "auto",
     model_dir: ModelDirOption = None,
@@ -436,7 +450,7 @@ def evaluate(
     files = [path for path in find_photos(truth) if path.is_file()][:limit]
     if not files:
         fail(f"{truth}: no photos found")
-    colouriser = _colouriser(backend, model_dir, model, threads, pre or [], post or [])
+    colouriser = _colouriser(ctx, backend, model_dir, model, threads, pre, post)
     result = run_eval(files, colouriser.pipeline, sheet_rows if sheet else 0, root=truth, by=by)
     if sheet:
         sheet_format = SUFFIX_FORMAT.get(sheet.suffix.lower(), "png")

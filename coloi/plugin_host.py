@@ -1,15 +1,16 @@
 """The plugin host: loads plugins from the ``coloi`` entry-point group and builds the registry
 of backends and steps they provide.
 
-Nothing is loaded at import time; commands call :func:`get_registry`. Autoload of third-party
-plugins can be switched off with ``COLOI_DISABLE_PLUGIN_AUTOLOAD=1`` (coloi's own entry points
-still load, and ``COLOI_PLUGINS=a,b`` names third-party ones to load anyway), and any plugin can
-be blocked by its entry-point name with ``COLOI_BLOCK_PLUGINS=a,b`` or ``--block-plugin``.
+Nothing is loaded at import time; commands call :func:`get_registry`. Which plugins load is a
+:class:`coloi.settings.PluginSettings`, passed in: autoload of third-party plugins can be
+switched off (coloi's own entry points still load, and named third-party ones load anyway), and
+any plugin can be blocked by its entry-point name. The CLI resolves these from
+``COLOI_DISABLE_PLUGIN_AUTOLOAD=1``, ``COLOI_PLUGINS=a,b``, ``COLOI_BLOCK_PLUGINS=a,b`` and
+``--block-plugin``; this module reads no environment.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -20,19 +21,20 @@ import pluggy
 from coloi import hookspecs
 from coloi.backend import Backend
 from coloi.errors import BackendUnavailable, PluginError
+from coloi.settings import BLOCK_ENV, PluginSettings
 from coloi.steps import PostprocessStep, PreprocessStep, Step
 
 ENTRY_POINT_GROUP = "coloi"
-DISABLE_AUTOLOAD_ENV = "COLOI_DISABLE_PLUGIN_AUTOLOAD"
-ENABLE_ENV = "COLOI_PLUGINS"
-BLOCK_ENV = "COLOI_BLOCK_PLUGINS"
 OWN_DISTRIBUTION = "coloi"
 
 from coloi import hookimpl  # noqa: E402,F401 - re-exported for plugins
 
 
-def _names(env: str) -> set[str]:
-    return {n.strip() for n in os.environ.get(env, "").split(",") if n.strip()}
+def _plugin_settings(plugins: PluginSettings | Iterable[str] | None) -> PluginSettings:
+    """``plugins`` as settings: an iterable of names is the plugins to block."""
+    if isinstance(plugins, PluginSettings):
+        return plugins
+    return PluginSettings(blocked=frozenset(plugins or ()))
 
 
 @dataclass(frozen=True)
@@ -88,8 +90,10 @@ class Registry:
         return step
 
 
-def get_plugin_manager(blocked: set[str] | None = None) -> pluggy.PluginManager:
-    """A plugin manager with coloi's hookspecs and every allowed ``coloi`` entry point loaded.
+def get_plugin_manager(plugins: PluginSettings | Iterable[str] | None = None,
+                       ) -> pluggy.PluginManager:
+    """A plugin manager with coloi's hookspecs and every ``coloi`` entry point that ``plugins``
+    allows (by default all; an iterable of names blocks those) loaded.
 
     Each plugin is registered under its entry-point name. A plugin that fails to import raises
     :class:`PluginError` naming it.
@@ -97,10 +101,8 @@ def get_plugin_manager(blocked: set[str] | None = None) -> pluggy.PluginManager:
     manager = pluggy.PluginManager("coloi")
     manager.add_hookspecs(hookspecs)
     manager.coloi_sources = {}  # type: ignore[attr-defined]  # plugin -> (distribution, version)
-    blocked = (blocked or set()) | _names(BLOCK_ENV)
-    autoload = os.environ.get(DISABLE_AUTOLOAD_ENV, "").strip().lower() in (
-        "", "0", "false", "no", "off")
-    enabled = _names(ENABLE_ENV)
+    settings = _plugin_settings(plugins)
+    blocked, autoload, enabled = settings.blocked, settings.autoload, settings.enabled
     owners: dict[str, str] = {}  # entry-point name -> distribution
     for entry_point in metadata.entry_points(group=ENTRY_POINT_GROUP):
         if entry_point.name in blocked:
@@ -168,6 +170,7 @@ def build_registry(manager: pluggy.PluginManager) -> Registry:
     return registry
 
 
-def get_registry(blocked: set[str] | None = None) -> Registry:
-    """Load the plugins and build the registry (the one call commands make)."""
-    return build_registry(get_plugin_manager(blocked))
+def get_registry(plugins: PluginSettings | Iterable[str] | None = None) -> Registry:
+    """Load the plugins and build the registry (the one call commands make); ``plugins`` as
+    for :func:`get_plugin_manager`."""
+    return build_registry(get_plugin_manager(plugins))
