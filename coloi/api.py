@@ -24,7 +24,7 @@ from PIL import Image
 
 from coloi.backend import Backend, BackendSettings
 from coloi.batch import SUFFIX_FORMAT
-from coloi.errors import ColoiError, PhotoError
+from coloi.errors import BackendOptionError, ColoiError, PhotoError
 from coloi.imageio import (
     FORMAT_SUFFIX,
     Limits,
@@ -34,6 +34,7 @@ from coloi.imageio import (
     write_atomically,
 )
 from coloi.imageio import read_photo as _read_file_photo
+from coloi.options import parse_spec
 from coloi.pipeline import Pipeline
 from coloi.settings import PluginSettings
 from coloi.steps import PostprocessStep, PreprocessStep, parse_step_spec
@@ -49,7 +50,8 @@ _OUTPUT_FORMAT = {"gif": "png", "jpeg": "jpeg", "png": "png", "tiff": "tiff", "w
 class Colouriser:
     """A backend and steps, loaded once and applied to photo after photo.
 
-    ``backend`` is a name (``"tflite"``, ``"tf-gpu"``, ``"auto"``, or one a plugin adds) or a
+    ``backend`` is a name (``"tflite"``, ``"tf-gpu"``, ``"auto"``, or one a plugin adds), with
+    the backend's options if it has any (``"flat:a=-10,b=-30"``), or a
     :class:`coloi.backend.Backend` already built; ``pre`` and ``post`` are step specs
     (``"denoise:strength=6"``) or step instances, applied in order. ``model_dir``, ``model`` and
     ``threads`` are the command line's ``--model-dir``, ``--model`` and ``--threads``.
@@ -87,9 +89,10 @@ class Colouriser:
         postprocess = [built("postprocess", step) for step in post]
         if isinstance(backend, str):
             assert registry is not None
+            name, options = parse_spec(backend, "backend", BackendOptionError)
             settings = BackendSettings(Path(model_dir) if model_dir is not None else None,
-                                       model, threads)
-            backend = registry.backend(backend)(settings)  # type: ignore[call-arg]
+                                       model, threads, options)
+            backend = registry.backend(name)(settings)  # type: ignore[call-arg]
         self.pipeline = Pipeline(backend, preprocess, postprocess)
 
     @property

@@ -51,8 +51,9 @@ log = logging.getLogger("coloi")
 
 # Options shared by several commands, declared once.
 BackendOption = Annotated[str, typer.Option(
-    "--backend", "-b", help="Backend: tflite, tf-gpu, auto (tf-gpu when TensorFlow and a GPU "
-                            "are present, else tflite), or one a plugin adds.")]
+    "--backend", "-b", help="Backend NAME[:key=value,...]: tflite, tf-gpu, auto (tf-gpu when "
+                            "TensorFlow and a GPU are present, else tflite), or one a plugin "
+                            "adds; options as coloi plugins --options lists.")]
 ModelDirOption = Annotated[Path | None, typer.Option(
     "--model-dir", help="Folder with manifest.json and model files (default: $COLOI_MODEL_DIR, "
                         "else the models shipped with coloi).")]
@@ -201,13 +202,25 @@ def run(
 def plugins(
     ctx: typer.Context,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array.")] = False,
+    options: Annotated[bool, typer.Option(
+        "--options", help="Also list each backend's and step's options: type, default, range "
+                          "or choices, and help.")] = False,
 ) -> None:
-    """List the installed backends and steps, and the plugin that provides each."""
+    """List the installed backends and steps, and the plugin that provides each.
+
+    Backends and steps take their options as NAME:key=value,key=value (--backend, --pre,
+    --post, or the config file).
+    """
     registry = _registry(ctx)
-    rows = [{"name": r.name, "kind": r.kind, "plugin": r.plugin, "distribution": r.distribution,
-             "version": r.version, "description": r.cls.description,
-             "available": (r.cls.unavailable_reason() or "yes") if r.kind == "backend" else "yes"}
-            for r in registry.all()]
+    rows: list[dict[str, Any]] = [
+        {"name": r.name, "kind": r.kind, "plugin": r.plugin, "distribution": r.distribution,
+         "version": r.version, "description": r.cls.description,
+         "available": (r.cls.unavailable_reason() or "yes") if r.kind == "backend" else "yes"}
+        for r in registry.all()]
+    if options:
+        for row, registration in zip(rows, registry.all(), strict=True):
+            row["options"] = [option.describe(name)
+                              for name, option in registration.cls.options().items()]
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
@@ -215,6 +228,21 @@ def plugins(
         note = "" if row["available"] == "yes" else f"  [unavailable: {row['available']}]"
         typer.echo(f"{row['kind']:<12} {row['name']:<16} {row['plugin']:<20} "
                    f"{row['description']}{note}")
+        for option in row.get("options", []):
+            typer.echo(f"{'':<14}{_describe_option(option)}")
+
+
+def _describe_option(option: dict[str, Any]) -> str:
+    """``key=default  (type, range or choices)  help``, one line per option."""
+    if option["choices"] is not None:
+        allowed = f"one of {', '.join(map(str, option['choices']))}"
+    elif option["minimum"] is not None or option["maximum"] is not None:
+        low = "" if option["minimum"] is None else option["minimum"]
+        high = "" if option["maximum"] is None else option["maximum"]
+        allowed = f"{option['type']} in [{low}, {high}]"
+    else:
+        allowed = option["type"]
+    return f"{option['name']}={option['default']}  ({allowed})  {option['help']}"
 
 
 @app.command()
