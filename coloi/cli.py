@@ -166,9 +166,12 @@ def run(
 
     progress = None
     if len(items) > 1 and sys.stderr.isatty():
+        from rich.console import Console
         from rich.progress import Progress
 
-        progress = Progress(transient=True, console=None)
+        # On stderr, whose terminal was checked: stdout carries only the output paths, for
+        # pipes and scripts, and a bar drawn there would leave lines among them.
+        progress = Progress(transient=True, console=Console(stderr=True))
         task = progress.add_task("colourising", total=len(items))
         progress.start()
 
@@ -358,7 +361,6 @@ def train(
     Each photo is turned grey with OpenCV; the network learns its a*b* colour from its L*.
     Progress is printed once per epoch; a checkpoint and a log row are written after each.
     """
-    _need_keras("train")
     if size % 32:
         fail("--size must be a multiple of 32")
     if not resume and (run_dir / "run.json").exists():
@@ -368,6 +370,7 @@ def train(
     if not resume:
         for source in (photos, *([val] if val else [])):
             _photo_source(source)
+    _need_keras("train")
     from coloi.training.encoders import ENCODERS
     from coloi.training.train import TrainConfig
 

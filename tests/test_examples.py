@@ -20,6 +20,7 @@ from tests.conftest import REPO, run_coloi
 
 EXAMPLES = REPO / "examples"
 PACKAGES = ("coloi-sepia-tone", "coloi-flat-backend")
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")

@@ -56,6 +56,7 @@ def write_photo(path: Path, seed: int = 0, suffix: str = "") -> None:
     path.write_bytes(data.tobytes())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("polling", [False, True])
 def test_every_kind_of_arrival_is_done_once(tmp_path: Path, polling: bool) -> None:
     watched, out, outside = tmp_path / "scans", tmp_path / "out", tmp_path / "elsewhere"
@@ -101,6 +102,7 @@ def test_every_kind_of_arrival_is_done_once(tmp_path: Path, polling: bool) -> No
     assert not list(out.rglob("*.coloi-partial"))
 
 
+@pytest.mark.slow
 def test_restart_after_kill_repeats_and_loses_nothing(tmp_path: Path) -> None:
     watched, out = tmp_path / "scans", tmp_path / "out"
     watched.mkdir()
@@ -127,6 +129,7 @@ def test_restart_after_kill_repeats_and_loses_nothing(tmp_path: Path) -> None:
     assert sorted(e["source"] for e in entries) == [f"p{i:03}.png" for i in range(COUNT)]
 
 
+@pytest.mark.slow
 def test_changed_photo_is_done_again_and_bad_file_is_not_retried(tmp_path: Path) -> None:
     watched, out = tmp_path / "scans", tmp_path / "out"
     watched.mkdir()
