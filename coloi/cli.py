@@ -12,7 +12,7 @@ import math
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, NoReturn
 
 import typer
 import typer.core
@@ -38,11 +38,43 @@ class ColoiGroup(typer.core.TyperGroup):
         assign_envvars(self.commands)
 
     def invoke(self, ctx: Any) -> Any:  # a click Context (typer vendors click)
+        from coloi.settings import environment, under_journald
+
+        _log_to_stderr(under_journald(environment()))
         try:
             return super().invoke(ctx)
         except ColoiError as error:
-            typer.echo(f"coloi: error: {error}", err=True)
+            log.error("error: %s", error)
             raise typer.Exit(1) from None
+
+
+class _LineFormatter(logging.Formatter):
+    """``coloi: message``; under systemd, with the syslog priority journald reads from a line's
+    start (``<3>`` error, ``<4>`` warning, ``<6>`` info), so ``journalctl -p err`` finds
+    failures."""
+
+    PRIORITY: ClassVar[dict[int, int]] = {logging.ERROR: 3, logging.WARNING: 4,
+                                          logging.INFO: 6, logging.DEBUG: 7}
+
+    def __init__(self, journald: bool) -> None:
+        super().__init__("coloi: %(message)s")
+        self.journald = journald
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        if not self.journald:
+            return line
+        return f"<{self.PRIORITY.get(record.levelno, 3)}>{line}"
+
+
+def _log_to_stderr(journald: bool) -> None:
+    """Every message for the user (errors, per-photo failures, progress notes) goes through the
+    ``coloi`` logger to stderr, for run and watch alike; stdout carries only results."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_LineFormatter(journald))
+    log.handlers[:] = [handler]
+    log.setLevel(logging.INFO)
+    log.propagate = False
 
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, cls=ColoiGroup,
@@ -96,11 +128,7 @@ def main(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only print errors.")] = False,
 ) -> None:
     """Colourise black-and-white photographs automatically."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("coloi: %(message)s"))
-    log.handlers[:] = [handler]
     log.setLevel(logging.WARNING if quiet else logging.INFO)
-    log.propagate = False
     # Every setting is resolved here, once: the config file's tables become the commands'
     # defaults, under the environment and the command line (see coloi/settings.py).
     from coloi.settings import PluginSettings, config_defaults, environment
@@ -177,7 +205,7 @@ def run(
 
     def report(outcome: Outcome) -> None:
         if outcome.error is not None:
-            typer.echo(f"coloi: {outcome.error}", err=True)
+            log.error("%s", outcome.error)
         elif outcome.skipped:
             log.info("%s: skipped, output exists", outcome.source)
         else:

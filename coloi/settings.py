@@ -144,6 +144,11 @@ class PluginSettings:
                    _names(environ.get(ENABLE_ENV)))
 
 
+def under_journald(environ: Mapping[str, str]) -> bool:
+    """Whether systemd connected our output to the journal (it sets ``JOURNAL_STREAM``)."""
+    return bool(environ.get("JOURNAL_STREAM"))
+
+
 def environment() -> Mapping[str, str]:
     """The process environment: read here, and only here, for coloi's settings."""
     return os.environ

@@ -135,3 +135,26 @@ def test_eval_json_is_strict_json(cli, tmp_path: Path) -> None:
     assert report["photos"] == 1
     assert _finite({"psnr": math.inf, "rows": [math.nan, 1.5]}) == {"psnr": None,
                                                                       "rows": [None, 1.5]}
+
+
+def test_under_systemd_lines_carry_their_syslog_priority(tmp_path: Path) -> None:
+    """journalctl -p err finds failures: with JOURNAL_STREAM set, an error line starts <3>,
+    and the summary (information) <6>; without it, lines are plain."""
+    from tests.conftest import run_coloi
+
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "bad.jpg").write_bytes(b"not a photo")
+    cv2.imwrite(str(tmp_path / "in" / "good.png"), natural_photo())
+    journal = run_coloi("run", "-b", "tflite", tmp_path / "in", "-o", tmp_path / "a",
+                        env={"JOURNAL_STREAM": "8:12345"})
+    assert journal.returncode == 1
+    lines = journal.stderr.strip().splitlines()
+    assert any(line.startswith("<3>coloi: ") and "bad.jpg" in line for line in lines), lines
+    assert any(line.startswith("<6>coloi: 1 colourised, 1 failed") for line in lines), lines
+    assert journal.stdout.strip() == str(tmp_path / "a" / "good.png")
+    plain = run_coloi("run", "-b", "tflite", tmp_path / "in", "-o", tmp_path / "b",
+                      env={"JOURNAL_STREAM": ""})
+    assert all(line.startswith("coloi: ") for line in plain.stderr.strip().splitlines())
+    missing = run_coloi("run", "-b", "nope", tmp_path / "in", env={"JOURNAL_STREAM": "8:1"})
+    assert missing.stderr.strip().splitlines() == [
+        "<3>coloi: error: unknown backend 'nope' (installed: tf-gpu, tflite)"], missing.stderr
