@@ -12,7 +12,6 @@ an argument of the wrong kind.
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -74,7 +73,6 @@ class Colouriser:
             raise TypeError("pre and post are sequences of steps: write pre=['autolevels']")
         self.limits = limits or Limits()
         self.quality = quality
-        self._closed = threading.Event()
         registry = None
         if isinstance(backend, str) or any(isinstance(s, str) for s in (*pre, *post)):
             from coloi.plugin_host import get_registry
@@ -93,7 +91,15 @@ class Colouriser:
             settings = BackendSettings(Path(model_dir) if model_dir is not None else None,
                                        model, threads, options)
             backend = registry.backend(name)(settings)  # type: ignore[call-arg]
-        self.pipeline = Pipeline(backend, preprocess, postprocess)
+        self._pipeline: Pipeline | None = Pipeline(backend, preprocess, postprocess)
+
+    @property
+    def pipeline(self) -> Pipeline:
+        """The loaded backend and steps (what ``coloi run``, ``watch`` and ``eval`` drive)."""
+        pipeline = self._pipeline
+        if pipeline is None:
+            raise ColoiError("this Colouriser is closed")
+        return pipeline
 
     @property
     def backend(self) -> Backend:
@@ -108,8 +114,9 @@ class Colouriser:
         self.close()
 
     def close(self) -> None:
-        """Release the backend; the Colouriser cannot be used afterwards."""
-        self._closed.set()
+        """Let go of the backend and its model (freed once no thread is still using them);
+        the Colouriser cannot be used afterwards."""
+        self._pipeline = None
 
     @overload
     def colourise(self, image: np.ndarray) -> np.ndarray: ...
@@ -138,14 +145,13 @@ class Colouriser:
         A colour photo is colourised from its luminance. Raises
         :class:`coloi.UnreadablePhoto` for bytes or a file that cannot be decoded.
         """
-        if self._closed.is_set():
-            raise ColoiError("this Colouriser is closed")
+        pipeline = self.pipeline  # one reference for the whole photo, even if closed meanwhile
         if isinstance(image, Photo):
-            return self._colourise_photo(image)
+            return _colourise_photo(pipeline, image)
         if isinstance(image, np.ndarray):
-            return self._colourise_array(image)
+            return _colourise_array(pipeline, image)
         if isinstance(image, Image.Image):
-            return self._colourise_pil(image)
+            return _colourise_pil(pipeline, image)
         if isinstance(image, bytes | bytearray | memoryview):
             photo = decode_photo(bytes(image), "<bytes>", self.limits)
         elif isinstance(image, str | os.PathLike):
@@ -153,44 +159,46 @@ class Colouriser:
         else:
             raise TypeError(f"cannot colourise a {type(image).__name__}: give a path, bytes, "
                             f"a PIL image or a NumPy array")
-        out = self._colourise_photo(photo)
+        out = _colourise_photo(pipeline, photo)
         return encode_photo(out.pixels, _OUTPUT_FORMAT[photo.format], out.exif,
                             out.icc_profile, self.quality)
 
-    def _colourise_photo(self, photo: Photo) -> Photo:
-        return Photo(self.pipeline.colourise(photo), photo.format, photo.exif,
-                     photo.icc_profile)
 
-    def _colourise_array(self, array: np.ndarray) -> np.ndarray:
-        if array.dtype not in (np.uint8, np.uint16):
-            raise TypeError(f"an image array must be uint8 or uint16, not {array.dtype}")
-        if array.ndim == 3 and array.shape[2] == 1:
-            array = array[:, :, 0]
-        if not (array.ndim == 2 or (array.ndim == 3 and array.shape[2] in (3, 4))) or (
-                min(array.shape[:2]) < 1):
-            raise TypeError(f"an image array must be (H, W) grey, (H, W, 3) RGB or (H, W, 4) "
-                            f"RGBA, not of shape {array.shape}")
-        pixels = np.ascontiguousarray(array)
-        if pixels.ndim == 3:
-            code = cv2.COLOR_RGBA2BGRA if pixels.shape[2] == 4 else cv2.COLOR_RGB2BGR
-            pixels = cv2.cvtColor(pixels, code)
-        return Photo(self.pipeline.colourise(Photo(pixels, "png")), "png").rgb
+def _colourise_photo(pipeline: Pipeline, photo: Photo) -> Photo:
+    return Photo(pipeline.colourise(photo), photo.format, photo.exif, photo.icc_profile)
 
-    def _colourise_pil(self, image: Image.Image) -> Image.Image:
-        if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
-            # Pillow's 16-bit grey modes: kept at 16 bits through the pipeline.
-            grey = np.clip(np.asarray(image, dtype=np.int64), 0, 65535).astype(np.uint16)
-            rgb = self._colourise_array(grey)
-            out = Image.fromarray((rgb >> 8).astype(np.uint8), "RGB")
-        else:
-            alpha = "A" in image.getbands() or "transparency" in image.info
-            mode = "RGBA" if alpha else ("L" if image.mode in ("1", "L", "F") else "RGB")
-            rgb = self._colourise_array(np.asarray(image.convert(mode)))
-            out = Image.fromarray(rgb, "RGBA" if rgb.shape[2] == 4 else "RGB")
-        icc = image.info.get("icc_profile")
-        if icc:
-            out.info["icc_profile"] = icc
-        return out
+
+def _colourise_array(pipeline: Pipeline, array: np.ndarray) -> np.ndarray:
+    if array.dtype not in (np.uint8, np.uint16):
+        raise TypeError(f"an image array must be uint8 or uint16, not {array.dtype}")
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[:, :, 0]
+    if not (array.ndim == 2 or (array.ndim == 3 and array.shape[2] in (3, 4))) or (
+            min(array.shape[:2]) < 1):
+        raise TypeError(f"an image array must be (H, W) grey, (H, W, 3) RGB or (H, W, 4) "
+                        f"RGBA, not of shape {array.shape}")
+    pixels = np.ascontiguousarray(array)
+    if pixels.ndim == 3:  # the pipeline, like OpenCV, works in BGR
+        code = cv2.COLOR_RGBA2BGRA if pixels.shape[2] == 4 else cv2.COLOR_RGB2BGR
+        pixels = cv2.cvtColor(pixels, code)
+    return Photo(pipeline.colourise(Photo(pixels, "png")), "png").rgb
+
+
+def _colourise_pil(pipeline: Pipeline, image: Image.Image) -> Image.Image:
+    if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        # Pillow's 16-bit grey modes: 16 bits through the pipeline (Pillow has no 16-bit RGB).
+        grey = np.clip(np.asarray(image, dtype=np.int64), 0, 65535).astype(np.uint16)
+        rgb = _colourise_array(pipeline, grey)
+        out = Image.fromarray((rgb >> 8).astype(np.uint8), "RGB")
+    else:
+        alpha = "A" in image.getbands() or "transparency" in image.info
+        mode = "RGBA" if alpha else ("L" if image.mode in ("1", "L", "F") else "RGB")
+        rgb = _colourise_array(pipeline, np.asarray(image.convert(mode)))
+        out = Image.fromarray(rgb, "RGBA" if rgb.shape[2] == 4 else "RGB")
+    icc = image.info.get("icc_profile")
+    if icc:
+        out.info["icc_profile"] = icc
+    return out
 
 
 @overload

@@ -160,3 +160,22 @@ def test_import_coloi_loads_nothing_heavy() -> None:
 
 def test_the_package_is_typed() -> None:
     assert (Path(coloi.__file__).parent / "py.typed").exists()
+
+
+def test_the_library_guide_examples_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every python block of docs/api.md, in order, in a folder holding the files they name."""
+    import re
+
+    from tests.conftest import REPO
+
+    (tmp_path / "scans").mkdir()
+    (tmp_path / "out").mkdir()
+    cv2.imwrite(str(tmp_path / "scans" / "a.jpg"), natural_photo())
+    cv2.imwrite(str(tmp_path / "old.tif"), natural_photo(seed=1))
+    monkeypatch.chdir(tmp_path)
+    blocks = re.findall(r"```python\n(.*?)```", (REPO / "docs" / "api.md").read_text(), re.S)
+    assert len(blocks) >= 3
+    namespace: dict[str, object] = {}
+    for block in blocks:
+        exec(compile(block, "docs/api.md", "exec"), namespace)
+    assert (tmp_path / "out" / "a.jpg").exists() and (tmp_path / "old-colour.tif").exists()
