@@ -10,15 +10,17 @@ import contextlib
 import os
 import sys
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import cv2
 import numpy as np
 
+from coloi.errors import BackendOptionError
 from coloi.models import ModelEntry, find_model
+from coloi.options import Option, apply_options, declared_options
 
 
 @contextlib.contextmanager
@@ -38,25 +40,45 @@ def native_stderr_silenced() -> Iterator[None]:
 
 @dataclass(frozen=True)
 class BackendSettings:
-    """What the user chose for a run: the model folder, a model name and CPU threads."""
+    """What the user chose for a run: the model folder, a model name, CPU threads, and the
+    backend's own options (``--backend NAME:key=value``, unparsed: the backend parses them)."""
 
     model_dir: Path | None = None
     model_name: str | None = None
     threads: int | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
 
     def thread_count(self) -> int:
         return self.threads or os.cpu_count() or 1
 
 
 class Backend(ABC):
-    """A colourisation backend. Subclasses set ``name`` and ``description``.
+    """A colourisation backend. Subclasses set ``name`` and ``description``, and may declare
+    options as :class:`coloi.options.Option` class attributes, as steps do.
 
     A backend is built once per run (it loads its model in ``__init__``) and then called for
-    every photo, so loading work belongs in ``__init__`` and not in :meth:`predict_ab`.
+    every photo, so loading work belongs in ``__init__`` and not in :meth:`predict_ab`. Its
+    options are parsed from ``settings.options`` and set as attributes before ``__init__``
+    runs, so ``__init__`` can use them; an unknown or invalid one raises
+    :class:`coloi.errors.BackendOptionError`.
     """
 
     name: ClassVar[str]
     description: ClassVar[str] = ""
+
+    def __new__(cls, settings: BackendSettings | None = None, *args: Any,
+                **kwargs: Any) -> Backend:
+        # Here rather than in __init__, which every backend writes for itself and which need
+        # not call ours: this way each backend's options are checked and set all the same.
+        backend = super().__new__(cls)
+        given = settings.options if settings is not None else {}
+        apply_options(backend, f"backend {cls.name!r}", given, BackendOptionError)
+        return backend
+
+    @classmethod
+    def options(cls) -> dict[str, Option[Any]]:
+        """The backend's options by name, from its ``Option`` class attributes."""
+        return declared_options(cls)
 
     @classmethod
     def unavailable_reason(cls) -> str | None:

@@ -12,7 +12,9 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from coloi.discovery import find_photos
 from coloi.errors import (
     ColoiError,
     MissingPhoto,
@@ -24,13 +26,14 @@ from coloi.errors import (
 from coloi.imageio import (
     FORMAT_SUFFIX,
     IMAGE_SUFFIXES,
-    READABLE_SUFFIXES,
     Limits,
     encode_photo,
     read_photo,
     write_atomically,
 )
-from coloi.pipeline import Colouriser
+
+if TYPE_CHECKING:
+    from coloi.api import Colouriser
 
 COLOURISED_SUFFIX = "_colourised"
 # The output format for each input suffix when none is chosen: the input's own, except for
@@ -46,12 +49,6 @@ class Job:
     source: Path
     target: Path
     format: str
-
-
-def is_candidate(path: Path) -> bool:
-    """An image file by its name, and not a hidden or partial file."""
-    return (path.suffix.lower() in READABLE_SUFFIXES and not path.name.startswith(".")
-            and not path.name.endswith(".coloi-partial"))
 
 
 def output_path(source: Path, relative: Path, output_dir: Path | None, fmt: str | None) -> Path:
@@ -70,15 +67,16 @@ def plan_jobs(inputs: Iterable[Path], output_dir: Path | None,
               fmt: str | None) -> Iterator[Job | PhotoError]:
     """Jobs for files and (recursively) folders; a PhotoError for each input that is unusable.
 
+    A folder's photos are those :func:`coloi.discovery.find_photos` finds (hidden and temporary
+    names and folders are passed over); a file named on the command line is always tried.
+
     Links are followed (a link given by name, and links to files inside a folder); a link in a
     folder that leads nowhere is reported rather than passed over in silence.
     """
     output_root = output_dir.resolve() if output_dir else None
     for argument in inputs:
         if argument.is_dir():
-            for path in sorted(argument.rglob("*")):
-                if not is_candidate(path):
-                    continue
+            for path in find_photos(argument):
                 if not path.is_file():
                     if path.is_symlink() and not path.exists():
                         yield MissingPhoto(path, "a link to nothing (its target is missing, "
@@ -116,8 +114,7 @@ def render(job: Job, colouriser: Colouriser, limits: Limits, quality: int = 95) 
     colourisation or an output format that cannot hold the photo.
     """
     try:
-        photo = read_photo(job.source, limits)
-        pixels = colouriser.colourise(photo)
+        photo = colouriser.colourise(read_photo(job.source, limits))
     except PhotoError:
         raise
     except ColoiError as error:  # a step's option error, met at run time
@@ -131,7 +128,7 @@ def render(job: Job, colouriser: Colouriser, limits: Limits, quality: int = 95) 
         raise PhotoError(job.source, f"colourisation failed ({type(error).__name__}: "
                                      f"{error})") from None
     try:
-        return encode_photo(pixels, job.format, photo.exif, photo.icc_profile, quality)
+        return encode_photo(photo.pixels, job.format, photo.exif, photo.icc_profile, quality)
     except MemoryError:
         raise PhotoError(job.source, "not enough memory to encode it") from None
     except (ValueError, OSError) as error:

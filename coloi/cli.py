@@ -8,28 +8,84 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, NoReturn
 
 import typer
+import typer.core
 
 from coloi import __version__
-from coloi.errors import ColoiError
+from coloi.errors import ColoiError, TrainingError
 
 if TYPE_CHECKING:
-    from coloi.pipeline import Colouriser
+    from coloi.api import Colouriser
     from coloi.plugin_host import Registry
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+
+
+class ColoiGroup(typer.core.TyperGroup):
+    """The one error boundary: a :class:`ColoiError` from any command (or anything it calls)
+    becomes one line on stderr and exit status 1, never a traceback. Also gives every option
+    its ``COLOI_*`` environment variable (:mod:`coloi.settings`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        from coloi.settings import assign_envvars
+
+        assign_envvars(self.commands)
+
+    def invoke(self, ctx: Any) -> Any:  # a click Context (typer vendors click)
+        from coloi.settings import environment, under_journald
+
+        _log_to_stderr(under_journald(environment()))
+        try:
+            return super().invoke(ctx)
+        except ColoiError as error:
+            log.error("error: %s", error)
+            raise typer.Exit(1) from None
+
+
+class _LineFormatter(logging.Formatter):
+    """``coloi: message``; under systemd, with the syslog priority journald reads from a line's
+    start (``<3>`` error, ``<4>`` warning, ``<6>`` info), so ``journalctl -p err`` finds
+    failures."""
+
+    PRIORITY: ClassVar[dict[int, int]] = {logging.ERROR: 3, logging.WARNING: 4,
+                                          logging.INFO: 6, logging.DEBUG: 7}
+
+    def __init__(self, journald: bool) -> None:
+        super().__init__("coloi: %(message)s")
+        self.journald = journald
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        if not self.journald:
+            return line
+        return f"<{self.PRIORITY.get(record.levelno, 3)}>{line}"
+
+
+def _log_to_stderr(journald: bool) -> None:
+    """Every message for the user (errors, per-photo failures, progress notes) goes through the
+    ``coloi`` logger to stderr, for run and watch alike; stdout carries only results."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_LineFormatter(journald))
+    log.handlers[:] = [handler]
+    log.setLevel(logging.INFO)
+    log.propagate = False
+
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, cls=ColoiGroup,
                   help="Colourise black-and-white photographs automatically.")
 log = logging.getLogger("coloi")
 
 # Options shared by several commands, declared once.
 BackendOption = Annotated[str, typer.Option(
-    "--backend", "-b", help="Backend: tflite, tf-gpu, auto (tf-gpu when TensorFlow and a GPU "
-                            "are present, else tflite), or one a plugin adds.")]
+    "--backend", "-b", help="Backend NAME[:key=value,...]: tflite, tf-gpu, auto (tf-gpu when "
+                            "TensorFlow and a GPU are present, else tflite), or one a plugin "
+                            "adds; options as coloi plugins --options lists.")]
 ModelDirOption = Annotated[Path | None, typer.Option(
     "--model-dir", help="Folder with manifest.json and model files (default: $COLOI_MODEL_DIR, "
                         "else the models shipped with coloi).")]
@@ -51,9 +107,8 @@ MaxBytesOption = Annotated[int, typer.Option(
 
 
 def fail(message: str) -> NoReturn:
-    """Print a one-line error and exit with status 1."""
-    typer.echo(f"coloi: error: {message}", err=True)
-    raise typer.Exit(1)
+    """Stop the command with a one-line error (printed by :class:`ColoiGroup`), status 1."""
+    raise ColoiError(message)
 
 
 def _version(value: bool) -> None:
@@ -64,51 +119,46 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main(
+    ctx: typer.Context,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                           help="Print the version and exit.")] = False,
     block_plugin: Annotated[list[str] | None, typer.Option(
         "--block-plugin", help="Do not load the plugin with this entry-point name (repeatable; "
-                               "also $COLOI_BLOCK_PLUGINS=a,b).")] = None,
+                               "also $COLOI_BLOCK_PLUGINS=a,b).", envvar=None)] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only print errors.")] = False,
 ) -> None:
     """Colourise black-and-white photographs automatically."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("coloi: %(message)s"))
-    log.handlers[:] = [handler]
     log.setLevel(logging.WARNING if quiet else logging.INFO)
-    log.propagate = False
-    _BLOCKED.clear()  # a fresh set per invocation (matters when tests call the app in-process)
-    _BLOCKED.update(block_plugin or [])
+    # Every setting is resolved here, once: the config file's tables become the commands'
+    # defaults, under the environment and the command line (see coloi/settings.py).
+    from coloi.settings import PluginSettings, config_defaults, environment
+
+    environ = environment()
+    ctx.default_map = config_defaults(ctx.command.commands, ctx,  # type: ignore[attr-defined]
+                                      environ)
+    ctx.obj = PluginSettings.resolve(environ, block_plugin or ())
 
 
-_BLOCKED: set[str] = set()
-
-
-def _registry() -> Registry:
+def _registry(ctx: typer.Context) -> Registry:
     from coloi.plugin_host import get_registry
 
-    return get_registry(_BLOCKED)
+    return get_registry(ctx.obj)
 
 
-def _colouriser(backend: str, model_dir: Path | None, model: str | None, threads: int | None,
-                pre: list[str] | None, post: list[str] | None) -> Colouriser:
-    """Load the plugins, check the steps, then load the backend's model (once per run)."""
-    from coloi.backend import BackendSettings
-    from coloi.config import step_specs
-    from coloi.pipeline import Colouriser
-    from coloi.steps import parse_step_spec
+def _colouriser(ctx: typer.Context, backend: str, model_dir: Path | None, model: str | None,
+                threads: int | None, pre: list[str] | None,
+                post: list[str] | None) -> Colouriser:
+    """Load the plugins, check the steps, then load the backend's model (once per run),
+    through the public API (:class:`coloi.Colouriser`)."""
+    from coloi.api import Colouriser
 
-    registry = _registry()
-    backend_cls = registry.backend(backend)
-    pre_specs, post_specs = step_specs(pre, post)
-    preprocess = [registry.step("preprocess", *parse_step_spec(s)) for s in pre_specs]
-    postprocess = [registry.step("postprocess", *parse_step_spec(s)) for s in post_specs]
-    settings = BackendSettings(model_dir, model, threads)
-    return Colouriser(backend_cls(settings), preprocess, postprocess)  # type: ignore[arg-type]
+    return Colouriser(backend, pre=pre or (), post=post or (), model_dir=model_dir, model=model,
+                      threads=threads, plugins=ctx.obj)
 
 
 @app.command()
 def run(
+    ctx: typer.Context,
     inputs: Annotated[list[Path], typer.Argument(help="Photos and folders (searched "
                                                       "recursively for image files).")],
     output: Annotated[Path | None, typer.Option(
@@ -139,23 +189,23 @@ def run(
 
     if fmt is not None and fmt not in FORMAT_SUFFIX:
         fail(f"unknown format {fmt!r} (choose from {', '.join(FORMAT_SUFFIX)})")
-    try:
-        items = list(plan_jobs(inputs, output, fmt))
-        colouriser = _colouriser(backend, model_dir, model, threads, pre, post)
-    except ColoiError as error:
-        fail(str(error))
+    items = list(plan_jobs(inputs, output, fmt))
+    colouriser = _colouriser(ctx, backend, model_dir, model, threads, pre, post)
 
     progress = None
     if len(items) > 1 and sys.stderr.isatty():
+        from rich.console import Console
         from rich.progress import Progress
 
-        progress = Progress(transient=True, console=None)
+        # On stderr, whose terminal was checked: stdout carries only the output paths, for
+        # pipes and scripts, and a bar drawn there would leave lines among them.
+        progress = Progress(transient=True, console=Console(stderr=True))
         task = progress.add_task("colourising", total=len(items))
         progress.start()
 
     def report(outcome: Outcome) -> None:
         if outcome.error is not None:
-            typer.echo(f"coloi: {outcome.error}", err=True)
+            log.error("%s", outcome.error)
         elif outcome.skipped:
             log.info("%s: skipped, output exists", outcome.source)
         else:
@@ -181,17 +231,27 @@ def run(
 
 @app.command()
 def plugins(
+    ctx: typer.Context,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array.")] = False,
+    options: Annotated[bool, typer.Option(
+        "--options", help="Also list each backend's and step's options: type, default, range "
+                          "or choices, and help.")] = False,
 ) -> None:
-    """List the installed backends and steps, and the plugin that provides each."""
-    try:
-        registry = _registry()
-    except ColoiError as error:
-        fail(str(error))
-    rows = [{"name": r.name, "kind": r.kind, "plugin": r.plugin, "distribution": r.distribution,
-             "version": r.version, "description": r.cls.description,
-             "available": (r.cls.unavailable_reason() or "yes") if r.kind == "backend" else "yes"}
-            for r in registry.all()]
+    """List the installed backends and steps, and the plugin that provides each.
+
+    Backends and steps take their options as NAME:key=value,key=value (--backend, --pre,
+    --post, or the config file).
+    """
+    registry = _registry(ctx)
+    rows: list[dict[str, Any]] = [
+        {"name": r.name, "kind": r.kind, "plugin": r.plugin, "distribution": r.distribution,
+         "version": r.version, "description": r.cls.description,
+         "available": (r.cls.unavailable_reason() or "yes") if r.kind == "backend" else "yes"}
+        for r in registry.all()]
+    if options:
+        for row, registration in zip(rows, registry.all(), strict=True):
+            row["options"] = [option.describe(name)
+                              for name, option in registration.cls.options().items()]
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
@@ -199,10 +259,26 @@ def plugins(
         note = "" if row["available"] == "yes" else f"  [unavailable: {row['available']}]"
         typer.echo(f"{row['kind']:<12} {row['name']:<16} {row['plugin']:<20} "
                    f"{row['description']}{note}")
+        for option in row.get("options", []):
+            typer.echo(f"{'':<14}{_describe_option(option)}")
+
+
+def _describe_option(option: dict[str, Any]) -> str:
+    """``key=default  (type, range or choices)  help``, one line per option."""
+    if option["choices"] is not None:
+        allowed = f"one of {', '.join(map(str, option['choices']))}"
+    elif option["minimum"] is not None or option["maximum"] is not None:
+        low = "" if option["minimum"] is None else option["minimum"]
+        high = "" if option["maximum"] is None else option["maximum"]
+        allowed = f"{option['type']} in [{low}, {high}]"
+    else:
+        allowed = option["type"]
+    return f"{option['name']}={option['default']}  ({allowed})  {option['help']}"
 
 
 @app.command()
 def watch(
+    ctx: typer.Context,
     folder: Annotated[Path, typer.Argument(help="Folder to watch, subfolders included.")],
     output: Annotated[Path | None, typer.Option(
         "--output", "-o", help="Folder for the outputs, outside the watched one "
@@ -240,14 +316,11 @@ def watch(
     if not folder.is_dir():
         fail(f"{folder}: not a folder")
     target = output or folder.resolve().with_name(folder.resolve().name + "-colourised")
-    try:
-        colouriser = _colouriser(backend, model_dir, model, threads, pre, post)
-        watcher = Watcher(folder, target, colouriser, Limits(max_pixels, max_bytes),
-                          polling=polling, settle=settle, poll_interval=poll_interval,
-                          quality=quality, photo_timeout=photo_timeout)
-        watcher.run()
-    except ColoiError as error:
-        fail(str(error))
+    colouriser = _colouriser(ctx, backend, model_dir, model, threads, pre, post)
+    watcher = Watcher(folder, target, colouriser, Limits(max_pixels, max_bytes),
+                      polling=polling, settle=settle, poll_interval=poll_interval,
+                      quality=quality, photo_timeout=photo_timeout)
+    watcher.run()
 
 
 def _need_keras(command: str) -> None:
@@ -259,6 +332,20 @@ def _need_keras(command: str) -> None:
             os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow"
             and importlib.util.find_spec("tensorflow") is None):
         fail(f"coloi {command} needs TensorFlow and Keras: pip install 'coloi[tf]'")
+
+
+def _photo_source(path: Path) -> None:
+    """Refuse, before TensorFlow starts, a folder of photos that is missing or holds none (or
+    a portable pack that is not there): training code would fail on it much later."""
+    from coloi.discovery import find_photos
+
+    if path.name.endswith(".pack.npz"):
+        if not path.is_file():
+            raise TrainingError(f"{path}: no such photo pack")
+    elif not path.is_dir():
+        raise TrainingError(f"{path}: not a folder of photos")
+    elif not find_photos(path):
+        raise TrainingError(f"{path}: no photos in this folder (JPEG, PNG, TIFF, WebP or BMP)")
 
 
 @app.command()
@@ -304,13 +391,16 @@ def train(
     Each photo is turned grey with OpenCV; the network learns its a*b* colour from its L*.
     Progress is printed once per epoch; a checkpoint and a log row are written after each.
     """
-    _need_keras("train")
     if size % 32:
         fail("--size must be a multiple of 32")
     if not resume and (run_dir / "run.json").exists():
         fail(f"{run_dir}: a run is already there (use --resume to continue it)")
     if resume and not (run_dir / "checkpoint.keras").exists():
         fail(f"{run_dir}: no checkpoint to resume from")
+    if not resume:
+        for source in (photos, *([val] if val else [])):
+            _photo_source(source)
+    _need_keras("train")
     from coloi.training.encoders import ENCODERS
     from coloi.training.train import TrainConfig
 
@@ -354,6 +444,10 @@ def export(
     Also checks that the int8 model stays close to the float one, and writes both models'
     manifest entries (sha256, input size, read-out, training record).
     """
+    if not (run_dir / "run.json").is_file():
+        raise TrainingError(f"{run_dir}: not a training run (it has no run.json)")
+    for source in (calibration, check):
+        _photo_source(source)
     _need_keras("export")
     from coloi.training.export import export as export_run
     from coloi.training.network import ReadOut
@@ -370,8 +464,21 @@ def export(
                colour_floor=colour_floor, say=typer.echo)
 
 
+def _finite(value: Any) -> Any:
+    """``value`` with every infinite or NaN float made None: JSON has no Infinity (a PSNR of
+    identical pictures) and no NaN, and strict parsers refuse them."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
+
+
 @app.command("eval")
 def evaluate(
+    ctx: typer.Context,
     truth: Annotated[Path, typer.Argument(help="Folder of colour photos (the truth).")],
     backend: BackendOption = "auto",
     model_dir: ModelDirOption = None,
@@ -394,27 +501,25 @@ def evaluate(
     the truth's, false colour (near-neutral pixels made clearly coloured) and wrong hue (coloured
     pixels more than 90 degrees off), each beside the grey baseline (a* = b* = 0).
     """
-    from coloi.batch import SUFFIX_FORMAT, is_candidate
+    from coloi.batch import SUFFIX_FORMAT
+    from coloi.discovery import find_photos
     from coloi.evaluate import GROUPINGS, contact_sheet
     from coloi.evaluate import evaluate as run_eval
     from coloi.imageio import encode_photo, write_atomically
 
     if by not in GROUPINGS:
         fail(f"--by {by}: choose one of {', '.join(GROUPINGS)}")
-    files = sorted(p for p in truth.rglob("*") if is_candidate(p) and p.is_file())[:limit]
+    files = [path for path in find_photos(truth) if path.is_file()][:limit]
     if not files:
         fail(f"{truth}: no photos found")
-    try:
-        colouriser = _colouriser(backend, model_dir, model, threads, pre or [], post or [])
-        result = run_eval(files, colouriser, sheet_rows if sheet else 0, root=truth, by=by)
-        if sheet:
-            sheet_format = SUFFIX_FORMAT.get(sheet.suffix.lower(), "png")
-            write_atomically(sheet, encode_photo(contact_sheet(result.rows), sheet_format),
-                             overwrite=True)
-    except ColoiError as error:
-        fail(str(error))
+    colouriser = _colouriser(ctx, backend, model_dir, model, threads, pre, post)
+    result = run_eval(files, colouriser.pipeline, sheet_rows if sheet else 0, root=truth, by=by)
+    if sheet:
+        sheet_format = SUFFIX_FORMAT.get(sheet.suffix.lower(), "png")
+        write_atomically(sheet, encode_photo(contact_sheet(result.rows), sheet_format),
+                         overwrite=True)
     if as_json:
-        typer.echo(json.dumps(result.as_dict(), indent=2))
+        typer.echo(json.dumps(_finite(result.as_dict()), indent=2, allow_nan=False))
         return
     typer.echo(f"{result.photos} photos, backend {colouriser.backend.name}")
     rows = [("all", result.photos, result.coloi, result.grey)]

@@ -55,5 +55,17 @@ class PluginError(ColoiError):
     """A plugin failed to load or registered something invalid or duplicated."""
 
 
-class StepOptionError(ColoiError):
+class OptionError(ColoiError):
+    """A step or a backend was given an unknown or invalid option."""
+
+
+class StepOptionError(OptionError):
     """A preprocess or postprocess step was given an unknown or invalid option."""
+
+
+class BackendOptionError(OptionError):
+    """A backend was given an unknown or invalid option."""
+
+
+class TrainingError(ColoiError):
+    """A training run, or the photos to train, export or measure on, are missing or unusable."""

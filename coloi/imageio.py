@@ -78,8 +78,9 @@ class Limits:
 class Photo:
     """A decoded photo, upright (EXIF orientation applied).
 
-    ``pixels`` is uint8 or uint16: (H, W) grey, (H, W, 3) BGR or (H, W, 4) BGRA, with H and W at
-    least 1. ``exif`` has its orientation reset to 1, since the pixels are now upright.
+    ``pixels`` is uint8 or uint16: (H, W) grey, (H, W, 3) BGR or (H, W, 4) BGRA (OpenCV's
+    channel order, not Pillow's: :attr:`rgb` gives RGB), with H and W at least 1. ``exif`` has
+    its orientation reset to 1, since the pixels are now upright.
     """
 
     pixels: np.ndarray
@@ -90,6 +91,14 @@ class Photo:
     @property
     def bit_depth(self) -> int:
         return 16 if self.pixels.dtype == np.uint16 else 8
+
+    @property
+    def rgb(self) -> np.ndarray:
+        """The pixels in Pillow's channel order: (H, W) grey, (H, W, 3) RGB or (H, W, 4) RGBA."""
+        if self.pixels.ndim == 2:
+            return self.pixels
+        code = cv2.COLOR_BGRA2RGBA if self.pixels.shape[2] == 4 else cv2.COLOR_BGR2RGB
+        return cv2.cvtColor(self.pixels, code)
 
 
 def _format_by_signature(data: bytes) -> str | None:
@@ -284,7 +293,18 @@ def read_photo(path: Path, limits: Limits = Limits()) -> Photo:
     any content whatever; the file is only read. Animated and multi-page files are refused
     rather than reduced to their first picture, which would silently lose the rest.
     """
-    data = _read_file(path, limits)
+    return decode_photo(_read_file(path, limits), path, limits)
+
+
+def decode_photo(data: bytes, path: Path | str = "<bytes>", limits: Limits = Limits()) -> Photo:
+    """Decode an encoded photo held in memory, with the checks of :func:`read_photo`;
+    ``path`` only names it in errors."""
+    path = Path(path)
+    if not data:
+        raise UnreadablePhoto(path, "empty file")
+    if len(data) > limits.max_bytes:
+        raise PhotoTooLarge(path, f"{len(data):,} bytes is over the limit of "
+                                  f"{limits.max_bytes:,} bytes")
     try:
         return _decode(path, data, limits)
     except MemoryError:

@@ -1,15 +1,15 @@
 """The model manifest: which model files exist, what they are, and proof they are intact.
 
 A model folder holds ``manifest.json`` and the files it lists. The default folder is the one
-shipped with coloi (the ``models/`` folder of the source tree); ``COLOI_MODEL_DIR`` or
-``--model-dir`` points at another folder with the same layout.
+shipped with coloi (the ``models/`` folder of the source tree); ``--model-dir`` (or
+``COLOI_MODEL_DIR``, resolved by :mod:`coloi.settings`) points at another folder with the same
+layout.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -18,7 +18,6 @@ from typing import Any
 from coloi.errors import ModelError
 
 MANIFEST = "manifest.json"
-MODEL_DIR_ENV = "COLOI_MODEL_DIR"
 
 
 @dataclass(frozen=True)
@@ -34,10 +33,7 @@ class ModelEntry:
 
 
 def default_model_dir() -> Path:
-    """The folder named by ``COLOI_MODEL_DIR``, else the models shipped with coloi."""
-    configured = os.environ.get(MODEL_DIR_ENV)
-    if configured:
-        return Path(configured)
+    """The models shipped with coloi (``COLOI_MODEL_DIR`` reaches the CLI as ``--model-dir``)."""
     return Path(str(resources.files("coloi_models")))
 
 

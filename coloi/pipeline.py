@@ -26,8 +26,9 @@ def _as_unit_float(grey: np.ndarray) -> np.ndarray:
 
 
 @dataclass
-class Colouriser:
-    """A backend and the chosen steps, applied to photo after photo.
+class Pipeline:
+    """A loaded backend and the chosen steps, applied to photo after photo (the engine behind
+    the public :class:`coloi.Colouriser`).
 
     Safe to call from several threads: backends are not assumed to be thread-safe, so calls
     into the backend are serialised, while the rest of the work runs in parallel.
@@ -74,3 +75,7 @@ class Colouriser:
         with self._backend_lock:
             ab = self.backend.predict_ab(plane)
         return ab.astype(np.float32, copy=False)
+
+
+# The engine's former name, which the evaluation and training code still use.
+Colouriser = Pipeline

@@ -1,38 +1,40 @@
 """The plugin host: loads plugins from the ``coloi`` entry-point group and builds the registry
 of backends and steps they provide.
 
-Nothing is loaded at import time; commands call :func:`get_registry`. Autoload of third-party
-plugins can be switched off with ``COLOI_DISABLE_PLUGIN_AUTOLOAD=1`` (coloi's own entry points
-still load, and ``COLOI_PLUGINS=a,b`` names third-party ones to load anyway), and any plugin can
-be blocked by its entry-point name with ``COLOI_BLOCK_PLUGINS=a,b`` or ``--block-plugin``.
+Nothing is loaded at import time; commands call :func:`get_registry`. Which plugins load is a
+:class:`coloi.settings.PluginSettings`, passed in: autoload of third-party plugins can be
+switched off (coloi's own entry points still load, and named third-party ones load anyway), and
+any plugin can be blocked by its entry-point name. The CLI resolves these from
+``COLOI_DISABLE_PLUGIN_AUTOLOAD=1``, ``COLOI_PLUGINS=a,b``, ``COLOI_BLOCK_PLUGINS=a,b`` and
+``--block-plugin``; this module reads no environment.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib import metadata
-from typing import Any, cast
+from typing import Any
 
 import pluggy
 
 from coloi import hookspecs
 from coloi.backend import Backend
 from coloi.errors import BackendUnavailable, PluginError
+from coloi.settings import BLOCK_ENV, PluginSettings
 from coloi.steps import PostprocessStep, PreprocessStep, Step
 
 ENTRY_POINT_GROUP = "coloi"
-DISABLE_AUTOLOAD_ENV = "COLOI_DISABLE_PLUGIN_AUTOLOAD"
-ENABLE_ENV = "COLOI_PLUGINS"
-BLOCK_ENV = "COLOI_BLOCK_PLUGINS"
 OWN_DISTRIBUTION = "coloi"
 
 from coloi import hookimpl  # noqa: E402,F401 - re-exported for plugins
 
 
-def _names(env: str) -> set[str]:
-    return {n.strip() for n in os.environ.get(env, "").split(",") if n.strip()}
+def _plugin_settings(plugins: PluginSettings | Iterable[str] | None) -> PluginSettings:
+    """``plugins`` as settings: an iterable of names is the plugins to block."""
+    if isinstance(plugins, PluginSettings):
+        return plugins
+    return PluginSettings(blocked=frozenset(plugins or ()))
 
 
 @dataclass(frozen=True)
@@ -88,19 +90,50 @@ class Registry:
         return step
 
 
-def get_plugin_manager(blocked: set[str] | None = None) -> pluggy.PluginManager:
-    """A plugin manager with coloi's hookspecs and every allowed ``coloi`` entry point loaded.
+class ColoiPluginManager(pluggy.PluginManager):
+    """pluggy's plugin manager with coloi's hookspecs, and what coloi needs to know besides:
+    the distribution and version each plugin came from (for ``coloi plugins``)."""
 
-    Each plugin is registered under its entry-point name. A plugin that fails to import raises
-    :class:`PluginError` naming it.
+    def __init__(self) -> None:
+        super().__init__("coloi")
+        self.add_hookspecs(hookspecs)
+        self.sources: dict[str, tuple[str, str]] = {}  # plugin name -> (distribution, version)
+
+    def register_plugin(self, plugin: object, name: str, distribution: str = "",
+                        version: str = "") -> None:
+        """Register ``plugin`` under ``name``; an implementation that does not fit its hook's
+        specification (an argument the hook does not have) is a :class:`PluginError`."""
+        try:
+            self.register(plugin, name=name)
+        except pluggy.PluginValidationError as error:
+            raise PluginError(f"plugin {name!r}: {_one_line(error)}") from None
+        self.sources[name] = (distribution, version)
+
+    def check_hooks(self) -> None:
+        """Every ``coloi_*`` function a plugin marked as a hook implementation names a real
+        hook: a misspelt one would otherwise be silently never called."""
+        try:
+            self.check_pending()
+        except pluggy.PluginValidationError as error:
+            name = self.get_name(error.plugin) or repr(error.plugin)
+            raise PluginError(f"plugin {name!r}: {_one_line(error)}") from None
+
+
+def _one_line(error: Exception) -> str:
+    return " ".join(str(error).split())
+
+
+def get_plugin_manager(plugins: PluginSettings | Iterable[str] | None = None,
+                       ) -> ColoiPluginManager:
+    """A plugin manager with coloi's hookspecs and every ``coloi`` entry point that ``plugins``
+    allows (by default all; an iterable of names blocks those) loaded.
+
+    Each plugin is registered under its entry-point name. A plugin that fails to import, or
+    whose hook implementations do not fit coloi's hooks, raises :class:`PluginError` naming it.
     """
-    manager = pluggy.PluginManager("coloi")
-    manager.add_hookspecs(hookspecs)
-    manager.coloi_sources = {}  # type: ignore[attr-defined]  # plugin -> (distribution, version)
-    blocked = (blocked or set()) | _names(BLOCK_ENV)
-    autoload = os.environ.get(DISABLE_AUTOLOAD_ENV, "").strip().lower() in (
-        "", "0", "false", "no", "off")
-    enabled = _names(ENABLE_ENV)
+    manager = ColoiPluginManager()
+    settings = _plugin_settings(plugins)
+    blocked, autoload, enabled = settings.blocked, settings.autoload, settings.enabled
     owners: dict[str, str] = {}  # entry-point name -> distribution
     for entry_point in metadata.entry_points(group=ENTRY_POINT_GROUP):
         if entry_point.name in blocked:
@@ -122,15 +155,20 @@ def get_plugin_manager(blocked: set[str] | None = None) -> pluggy.PluginManager:
                 f"plugin {entry_point.name!r} ({entry_point.value}) failed to load: "
                 f"{type(error).__name__}: {error} (block it with {BLOCK_ENV}={entry_point.name})"
             ) from None
-        manager.register(plugin, name=entry_point.name)
-        version = entry_point.dist.version if entry_point.dist else ""
-        manager.coloi_sources[entry_point.name] = (dist, version)  # type: ignore[attr-defined]
+        manager.register_plugin(plugin, entry_point.name, dist,
+                                entry_point.dist.version if entry_point.dist else "")
+    manager.check_hooks()
     return manager
 
 
 def build_registry(manager: pluggy.PluginManager) -> Registry:
-    """Collect every plugin's registrations; a duplicate name is a :class:`PluginError`."""
-    sources: dict[str, tuple[str, str]] = getattr(manager, "coloi_sources", {})
+    """Collect every plugin's registrations; a duplicate name is a :class:`PluginError`.
+
+    Hooks are called through pluggy (keyword arguments, each implementation given only those
+    it declares), one plugin at a time, so that each class is known by the plugin that
+    registered it.
+    """
+    sources = manager.sources if isinstance(manager, ColoiPluginManager) else {}
     registry = Registry()
     hooks = (("backend", manager.hook.coloi_register_backends, registry.backends, Backend),
              ("preprocess", manager.hook.coloi_register_preprocessors, registry.preprocessors,
@@ -140,16 +178,21 @@ def build_registry(manager: pluggy.PluginManager) -> Registry:
     provided: dict[str, list[str]] = {  # a blocked plugin is listed with None: not loaded
         name: [] for name, plugin in manager.list_name_plugin() if plugin is not None}
     for kind, hook, table, base in hooks:
-        # Called implementation by implementation, to know which plugin gave which class.
-        for impl in reversed(hook.get_hookimpls()):
+        for impl in reversed(hook.get_hookimpls()):  # in registration order
             provided[impl.plugin_name].append(hook.name)
             dist, version = sources.get(impl.plugin_name, ("", ""))
+            others = [plugin for plugin in manager.get_plugins() if plugin is not impl.plugin]
+            call = manager.subset_hook_caller(hook.name, remove_plugins=others)
             try:
-                classes = list(cast("Iterable[Any] | None", impl.function()) or [])
+                results = call()  # a list: this plugin's result, unless it returned None
             except Exception as error:  # noqa: BLE001 - any failure of a plugin's own code
                 raise PluginError(f"plugin {impl.plugin_name!r}: {hook.name} failed: "
                                   f"{type(error).__name__}: {error}") from None
-            for cls in classes:
+            for result in results:
+                if not isinstance(result, list | tuple):
+                    raise PluginError(f"plugin {impl.plugin_name!r}: {hook.name} returned "
+                                      f"{result!r}, not a list of classes")
+            for cls in [cls for result in results for cls in result]:
                 if not (isinstance(cls, type) and issubclass(cls, base)):
                     raise PluginError(f"plugin {impl.plugin_name!r}: {hook.name} returned "
                                       f"{cls!r}, not a subclass of {base.__name__}")
@@ -168,6 +211,7 @@ def build_registry(manager: pluggy.PluginManager) -> Registry:
     return registry
 
 
-def get_registry(blocked: set[str] | None = None) -> Registry:
-    """Load the plugins and build the registry (the one call commands make)."""
-    return build_registry(get_plugin_manager(blocked))
+def get_registry(plugins: PluginSettings | Iterable[str] | None = None) -> Registry:
+    """Load the plugins and build the registry (the one call commands make); ``plugins`` as
+    for :func:`get_plugin_manager`."""
+    return build_registry(get_plugin_manager(plugins))

@@ -31,28 +31,24 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
-from coloi.batch import SUFFIX_FORMAT, Job, is_candidate, output_path, render, write_output
+from coloi.batch import SUFFIX_FORMAT, Job, output_path, render, write_output
+from coloi.discovery import find_photos, is_hidden_or_temporary, is_photo_name
 from coloi.errors import ColoiError, MissingPhoto, PhotoError, PhotoTimeout, UnwritableOutput
 from coloi.imageio import Limits
 from coloi.journal import JOURNAL_NAME, Journal, Signature
-from coloi.pipeline import Colouriser
 from coloi.sdnotify import Notifier
 
+if TYPE_CHECKING:
+    from coloi.api import Colouriser
+
 log = logging.getLogger("coloi")
-TEMPORARY_SUFFIXES = (".part", ".partial", ".tmp", ".temp", ".crdownload", ".download", "~")
-
-
-def is_watched_photo(path: Path) -> bool:
-    """A finished image file by its name (not hidden, not a temporary download or copy)."""
-    return is_candidate(path) and not path.name.lower().endswith(TEMPORARY_SUFFIXES)
-
-
 class _EventsToQueue(FileSystemEventHandler):
     """Hands every path an event touches to the main loop; the main loop decides."""
 
@@ -132,14 +128,6 @@ class Watcher:
 
     # -- discovering work -------------------------------------------------------------------
 
-    def _photos_under(self, folder: Path) -> Iterator[Path]:
-        for directory, subdirs, files in os.walk(folder):
-            subdirs[:] = [d for d in subdirs if not d.startswith(".")]
-            for name in files:
-                path = Path(directory) / name
-                if is_watched_photo(path):
-                    yield path
-
     def _escapes(self, path: Path) -> str | None:
         """Why ``path`` must not be read: it leads (through a link, itself or a folder on the
         way) outside the watched folder, or round in a loop; None if it stays inside."""
@@ -155,10 +143,15 @@ class Watcher:
         """Note that ``path`` may have changed; it is read once it has stayed the same."""
         if self.root not in path.parents:
             return
+        # The discovery rule, for live events as for the backlog: nothing in a hidden or
+        # temporary folder (a ".thumbnails" cache, a folder still being copied as "x.tmp").
+        if any(map(is_hidden_or_temporary, path.relative_to(self.root).parts[:-1])):
+            return
         if path.is_dir() and not path.is_symlink():
-            for photo in self._photos_under(path):  # a folder moved or copied in
-                self._mark(photo, now)
-        elif is_watched_photo(path):
+            if not is_hidden_or_temporary(path.name):
+                for photo in find_photos(path):  # a folder moved or copied in
+                    self._mark(photo, now)
+        elif is_photo_name(path.name):
             reason = self._escapes(path)
             if reason:
                 log.warning("ignored %s: %s", path.relative_to(self.root), reason)
@@ -350,7 +343,7 @@ class Watcher:
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="coloi-writer")
         try:
             now = time.monotonic()
-            for photo in self._photos_under(self.root):  # the backlog
+            for photo in find_photos(self.root):  # the backlog
                 self._mark(photo, now)
             notifier.notify(ready=1, status=f"watching {self.root}")
             log.info("watching %s -> %s (%d waiting)", self.root, self.output_dir,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -18,6 +19,12 @@ from coloi.cli import app
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "samples"
 MODELS = REPO / "models"
+
+# The tf-gpu backend, training and export need the tf extra; without it their tests skip, so
+# that `pip install -e '.[test]'` alone gives a green run.
+needs_tf = pytest.mark.skipif(importlib.util.find_spec("tensorflow") is None,
+                              reason="needs TensorFlow (pip install -e '.[tf,test]')")
+BACKENDS = ["tflite", pytest.param("tf-gpu", marks=needs_tf)]
 
 
 @pytest.fixture

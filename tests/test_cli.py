@@ -56,3 +56,19 @@ def test_console_script_runs() -> None:
     result = run_coloi("plugins")
     assert result.returncode == 0
     assert "tflite" in result.stdout
+
+
+def test_plugins_lists_every_option(cli) -> None:
+    from coloi.plugin_host import get_registry
+
+    rows = json.loads(cli("plugins", "--options", "--json").stdout)
+    listed = {row["name"]: row["options"] for row in rows}
+    for registration in get_registry().all():
+        declared = registration.cls.options()
+        assert [o["name"] for o in listed[registration.name]] == list(declared)
+        for option in listed[registration.name]:
+            assert option["help"] and option["type"] in {"float", "int", "str", "bool"}
+            assert option["default"] == declared[option["name"]].default
+    assert "options" not in json.loads(cli("plugins", "--json").stdout)[0]
+    text = cli("plugins", "--options").stdout
+    assert "strength=6.0  (float in [0.0, 50.0])" in text

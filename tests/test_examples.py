@@ -20,6 +20,7 @@ from tests.conftest import REPO, run_coloi
 
 EXAMPLES = REPO / "examples"
 PACKAGES = ("coloi-sepia-tone", "coloi-flat-backend")
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +43,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def coloi(site: Path, *args: str | Path, **env: str) -> subprocess.CompletedProcess[str]:
     path = os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH", "")]))
     clean = {"COLOI_DISABLE_PLUGIN_AUTOLOAD": "", "COLOI_PLUGINS": "",
-             "COLOI_BLOCK_PLUGINS": "", "COLOI_FLAT_AB": "", "COLOI_CONFIG": "",
+             "COLOI_BLOCK_PLUGINS": "", "COLOI_BACKEND": "", "COLOI_CONFIG": "",
              "XDG_CONFIG_HOME": str(site.parent / "config")}
     return run_coloi(*args, env={**clean, "PYTHONPATH": path, **env})
 
@@ -107,17 +108,41 @@ def test_flat_backend_predicts_its_constant_colour(site: Path, grey_photo: Path,
     grey = cv2.imread(str(grey_photo), cv2.IMREAD_GRAYSCALE)
     assert np.abs(bgr_to_lab(out)[:, :, 0] - lightness(grey)).mean() < 1.5  # own lightness
 
-    cold = coloi(site, "run", "-b", "flat", grey_photo, "-o", tmp_path / "cold",
-                 COLOI_FLAT_AB="-10,-30")
+    cold = coloi(site, "run", "-b", "flat:a=-10,b=-30", grey_photo, "-o", tmp_path / "cold")
     assert cold.returncode == 0, cold.stderr
     np.testing.assert_allclose(ab_of(tmp_path / "cold" / "grey.png").mean(axis=(0, 1)),
                                (-10.0, -30.0), atol=1.0)
 
-    bad = coloi(site, "run", "-b", "flat", grey_photo, "-o", tmp_path / "bad",
-                COLOI_FLAT_AB="brown")
-    assert bad.returncode == 1
-    lines = bad.stderr.strip().splitlines()
-    assert len(lines) == 1 and "backend 'flat' cannot run here" in lines[0], bad.stderr
+    from_env = coloi(site, "run", grey_photo, "-o", tmp_path / "env",
+                     COLOI_BACKEND="flat:a=-10,b=-30")
+    assert from_env.returncode == 0, from_env.stderr
+    assert (tmp_path / "env" / "grey.png").read_bytes() == (
+        tmp_path / "cold" / "grey.png").read_bytes()
+
+    for option, reason in (("a=brown", "option a='brown' is not a float"),
+                           ("a=500", "option a=500.0 is outside [-128, 127]"),
+                           ("c=1", "unknown option 'c' (known: a, b)")):
+        bad = coloi(site, "run", "-b", f"flat:{option}", grey_photo, "-o", tmp_path / "bad")
+        assert bad.returncode == 1
+        lines = bad.stderr.strip().splitlines()
+        assert lines == [f"coloi: error: backend 'flat': {reason}"], bad.stderr
+    assert not (tmp_path / "bad").exists()
+
+
+def test_backend_and_step_options_are_listed(site: Path) -> None:
+    result = coloi(site, "plugins", "--options", "--json")
+    assert result.returncode == 0, result.stderr
+    rows = {row["name"]: row for row in json.loads(result.stdout)}
+    assert rows["flat"]["options"] == [
+        {"name": "a", "type": "float", "default": 10.0, "minimum": -128, "maximum": 127,
+         "choices": None, "help": "a*: green (negative) to red (positive)"},
+        {"name": "b", "type": "float", "default": 22.0, "minimum": -128, "maximum": 127,
+         "choices": None, "help": "b*: blue (negative) to yellow (positive)"}]
+    assert [o["name"] for o in rows["sepia-tone"]["options"]] == ["amount"]
+    assert rows["tflite"]["options"] == []
+    text = coloi(site, "plugins", "--options")
+    assert text.returncode == 0
+    assert "a*: green (negative) to red (positive)" in text.stdout
 
 
 def test_examples_together_with_builtin_steps(site: Path, grey_photo: Path,

@@ -160,6 +160,7 @@ def test_valid_signature_then_random_bytes(name: str, tail: bytes) -> None:
     _check(ALL_SEEDS[name][:16] + tail)
 
 
+@pytest.mark.slow
 @settings(FUZZ, max_examples=800)
 @given(mutated())
 def test_mutated_valid_files(data: bytes) -> None:

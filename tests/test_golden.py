@@ -12,7 +12,7 @@ from coloi.backend import BackendSettings
 from coloi.models import read_manifest
 from coloi.pipeline import Colouriser
 from coloi.plugin_host import get_registry
-from tests.conftest import MODELS, REPO
+from tests.conftest import MODELS, REPO, needs_tf
 from tests.golden.regenerate import PHOTOS, predicted_ab
 
 EXPECTED = json.loads((REPO / "tests" / "golden" / "expected_ab.json").read_text())
@@ -24,7 +24,8 @@ def test_expectations_belong_to_the_shipped_models() -> None:
 
 
 # int8 quantisation moves a*b* a little; the float model must match almost exactly.
-@pytest.mark.parametrize(("backend", "tolerance"), [("tf-gpu", 0.5), ("tflite", 3.0)])
+@pytest.mark.parametrize(("backend", "tolerance"), [
+    pytest.param("tf-gpu", 0.5, marks=needs_tf), ("tflite", 3.0)])
 def test_sample_photos_match_expectations(backend: str, tolerance: float) -> None:
     colouriser = Colouriser(get_registry().backend(backend)(BackendSettings()))
     for name in PHOTOS:

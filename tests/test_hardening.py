@@ -462,6 +462,7 @@ def _journal(out: Path) -> dict[str, dict[str, object]]:
     return {entry["source"]: entry for entry in entries}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("polling", [False, True])
 def test_watch_battery(tmp_path: Path, daemon: Callable[..., Daemon], polling: bool) -> None:
     watched, out, outside = tmp_path / "scans", tmp_path / "out", tmp_path / "elsewhere"
@@ -511,6 +512,7 @@ def test_watch_battery(tmp_path: Path, daemon: Callable[..., Daemon], polling: b
         failures)
 
 
+@pytest.mark.slow
 def test_watch_limits_and_photo_timeout(tmp_path: Path, daemon: Callable[..., Daemon]) -> None:
     watched, out = tmp_path / "scans", tmp_path / "out"
     watched.mkdir()
@@ -538,6 +540,7 @@ def test_watch_limits_and_photo_timeout(tmp_path: Path, daemon: Callable[..., Da
     assert "slow.png" not in log and "before.png" not in log
 
 
+@pytest.mark.slow
 def test_watch_sigterm_during_a_timed_photo(tmp_path: Path,
                                             daemon: Callable[..., Daemon]) -> None:
     """The time limit's signal and the shutdown signals work together: SIGTERM mid-photo
@@ -554,6 +557,7 @@ def test_watch_sigterm_during_a_timed_photo(tmp_path: Path,
     assert all(line.startswith("coloi: ") for line in log.splitlines()), log
 
 
+@pytest.mark.slow
 def test_watch_full_disk_and_read_only_subfolder(tmp_path: Path, daemon, tmpfs) -> None:  # type: ignore[no-untyped-def]
     watched, out = tmp_path / "scans", tmp_path / "out"
     (watched / "locked").mkdir(parents=True)
@@ -595,16 +599,13 @@ def test_watch_file_removed_before_it_is_read(tmp_path: Path) -> None:
     remembered (it is not a bad file), and the daemon carries on."""
     import logging
 
-    from coloi.backend import BackendSettings
-    from coloi.pipeline import Colouriser
-    from coloi.plugin_host import get_registry
+    from coloi import Colouriser
     from coloi.watch import Watcher
 
     watched, out = tmp_path / "in", tmp_path / "out"
     watched.mkdir()
     cv2.imwrite(str(watched / "gone.png"), natural_photo())
-    backend = get_registry().backend("tflite")(BackendSettings())
-    watcher = Watcher(watched, out, Colouriser(backend), settle=0.1)
+    watcher = Watcher(watched, out, Colouriser("tflite"), settle=0.1)
     ready = watcher._ready
 
     def ready_then_remove(now: float):  # type: ignore[no-untyped-def]

@@ -108,6 +108,7 @@ def test_group_of() -> None:
     assert group_of(root / "x.jpg", root, "prefix") == "(no prefix)"
 
 
+@pytest.mark.slow
 def test_train_on_a_portable_pack_with_lite0_and_a_time_budget(cli, tmp_path: Path) -> None:
     from coloi.training import data, encoders
 

@@ -20,10 +20,9 @@ import numpy as np
 import pluggy
 import pytest
 
-from coloi import hookspecs
 from coloi.color import bgr_to_lab, lightness
 from coloi.errors import PluginError
-from coloi.plugin_host import Registry, build_registry, get_registry
+from coloi.plugin_host import ColoiPluginManager, Registry, build_registry, get_registry
 from tests.conftest import run_coloi
 
 BROKEN = "raise RuntimeError('this plugin is broken on purpose')\n"
@@ -235,10 +234,10 @@ def test_an_entry_point_name_taken_by_two_distributions_is_an_error(tmp_path: Pa
 # --- the registry, in-process ------------------------------------------------------------------
 
 def registry_of(*plugins: object) -> Registry:
-    manager = pluggy.PluginManager("coloi")
-    manager.add_hookspecs(hookspecs)
+    manager = ColoiPluginManager()
     for index, plugin in enumerate(plugins):
-        manager.register(plugin, name=f"plugin{index}")
+        manager.register_plugin(plugin, f"plugin{index}")
+    manager.check_hooks()
     return build_registry(manager)
 
 
@@ -274,6 +273,7 @@ def test_duplicate_step_names_between_plugins_are_an_error() -> None:
     ("return ['tflite']", "not a subclass of Backend"),
     ("raise ValueError('boom')", "coloi_register_backends failed: ValueError: boom"),
     ("return [Nameless]", "has no name"),
+    ("return Nameless", "returned <class 'bad.Nameless'>, not a list of classes"),
 ])
 def test_invalid_registrations_are_plugin_errors(body: str, message: str) -> None:
     source = f'''
@@ -315,3 +315,57 @@ def test_blocked_plugins_are_not_listed_as_loaded(monkeypatch: pytest.MonkeyPatc
     assert "tf-gpu" not in plugins and "tf-gpu" not in registry.backends
     assert plugins["preprocess"]["hooks"] == ["coloi_register_preprocessors"]
     assert plugins["preprocess"]["distribution"] == "coloi"
+
+
+def test_hooks_are_called_through_pluggy() -> None:
+    """pluggy, not coloi, calls each implementation: its hookimpl options are honoured (an
+    optional hook a plugin implements for a newer coloi is not an error) and an implementation
+    whose arguments the hook does not have, or a misspelt hook, is refused at start-up."""
+    source = '''
+        from coloi import hookimpl
+        from coloi.steps import PreprocessStep
+
+        class Same(PreprocessStep):
+            name = "same"
+
+            def process(self, grey):
+                return grey
+
+        @hookimpl(tryfirst=True)
+        def coloi_register_preprocessors():
+            return [Same]
+
+        @hookimpl(optionalhook=True)
+        def coloi_register_from_the_future():
+            raise AssertionError("never called")
+    '''
+    registry = registry_of(plugin_module(source, "modern"))
+    assert list(registry.preprocessors) == ["same"]
+    assert registry.preprocessors["same"].plugin == "plugin0"
+
+    wrong_argument = '''
+        from coloi import hookimpl
+
+        @hookimpl
+        def coloi_register_backends(no_such_argument):
+            return []
+    '''
+    with pytest.raises(PluginError, match=r"plugin 'plugin0': .*no_such_argument"):
+        registry_of(plugin_module(wrong_argument, "wrong"))
+    misspelt = '''
+        from coloi import hookimpl
+
+        @hookimpl
+        def coloi_register_backend():
+            return []
+    '''
+    with pytest.raises(PluginError, match=r"plugin 'plugin0': .*coloi_register_backend"):
+        registry_of(plugin_module(misspelt, "misspelt"))
+
+
+def test_the_manager_keeps_its_state_typed() -> None:
+    from coloi.plugin_host import get_plugin_manager
+
+    manager = get_plugin_manager()
+    assert isinstance(manager, ColoiPluginManager) and isinstance(manager, pluggy.PluginManager)
+    assert manager.sources["tflite"][0] == "coloi"

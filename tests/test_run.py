@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from coloi.color import bgr_to_lab, lightness, to_grey
-from tests.conftest import SAMPLES, natural_photo
+from tests.conftest import BACKENDS, SAMPLES, natural_photo, needs_tf
 
 
 def chroma(bgr: np.ndarray) -> float:
@@ -19,7 +19,7 @@ def chroma(bgr: np.ndarray) -> float:
     return float(np.linalg.norm(bgr_to_lab(bgr)[:, :, 1:], axis=2).mean())
 
 
-@pytest.mark.parametrize("backend", ["tflite", "tf-gpu"])
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_colourises_a_real_grey_photo(cli, tmp_path: Path, backend: str) -> None:
     result = cli("run", "--backend", backend, SAMPLES / "camera.png", "-o", tmp_path)
     assert result.exit_code == 0, result.stderr
@@ -31,6 +31,7 @@ def test_colourises_a_real_grey_photo(cli, tmp_path: Path, backend: str) -> None
     assert np.abs(bgr_to_lab(out)[:, :, 0] - lightness(grey)).mean() < 1.5
 
 
+@needs_tf
 def test_backends_agree(cli, tmp_path: Path) -> None:
     for backend in ("tflite", "tf-gpu"):
         assert cli("run", "-b", backend, "-f", "png", SAMPLES / "chelsea.jpg",
@@ -183,3 +184,33 @@ def test_png_with_alpha_keeps_alpha(cli, tmp_path: Path) -> None:
     out = cv2.imread(str(tmp_path / "o" / "a.png"), cv2.IMREAD_UNCHANGED)
     assert out.shape == (96, 128, 4)
     assert np.array_equal(out[:, :, 3], bgra[:, :, 3])
+
+
+def test_progress_is_drawn_on_the_terminal_of_stderr_only(tmp_path: Path) -> None:
+    """With stderr on a terminal and stdout piped, stdout holds only the output paths."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    (tmp_path / "in").mkdir()
+    for number in range(3):
+        cv2.imwrite(str(tmp_path / "in" / f"p{number}.png"), natural_photo(seed=number))
+    controller, terminal = pty.openpty()
+    coloi = Path(sys.executable).parent / "coloi"
+    process = subprocess.Popen([str(coloi), "run", "-b", "tflite", str(tmp_path / "in"), "-o",
+                                str(tmp_path / "out")], stdout=subprocess.PIPE,
+                               stderr=terminal, text=True,
+                               env={**os.environ, "COLUMNS": "80", "TERM": "xterm"})
+    os.close(terminal)
+    stdout, _ = process.communicate(timeout=120)
+    drawn = b""
+    try:
+        while chunk := os.read(controller, 65536):
+            drawn += chunk
+    except OSError:  # the terminal closed with the process
+        pass
+    os.close(controller)
+    assert process.returncode == 0
+    assert stdout.splitlines() == [str(tmp_path / "out" / f"p{n}.png") for n in range(3)]
+    assert b"colourising" in drawn

@@ -13,6 +13,7 @@ import pytest
 from tests.conftest import natural_photo
 
 pytest.importorskip("tensorflow")
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")

@@ -56,6 +56,7 @@ def write_photo(path: Path, seed: int = 0, suffix: str = "") -> None:
     path.write_bytes(data.tobytes())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("polling", [False, True])
 def test_every_kind_of_arrival_is_done_once(tmp_path: Path, polling: bool) -> None:
     watched, out, outside = tmp_path / "scans", tmp_path / "out", tmp_path / "elsewhere"
@@ -101,6 +102,7 @@ def test_every_kind_of_arrival_is_done_once(tmp_path: Path, polling: bool) -> No
     assert not list(out.rglob("*.coloi-partial"))
 
 
+@pytest.mark.slow
 def test_restart_after_kill_repeats_and_loses_nothing(tmp_path: Path) -> None:
     watched, out = tmp_path / "scans", tmp_path / "out"
     watched.mkdir()
@@ -127,6 +129,7 @@ def test_restart_after_kill_repeats_and_loses_nothing(tmp_path: Path) -> None:
     assert sorted(e["source"] for e in entries) == [f"p{i:03}.png" for i in range(COUNT)]
 
 
+@pytest.mark.slow
 def test_changed_photo_is_done_again_and_bad_file_is_not_retried(tmp_path: Path) -> None:
     watched, out = tmp_path / "scans", tmp_path / "out"
     watched.mkdir()
@@ -155,17 +158,15 @@ def test_output_inside_watched_folder_is_refused(cli, tmp_path: Path) -> None:
 
 
 def test_in_process_watcher_leaks_no_threads(tmp_path: Path) -> None:
-    from coloi.backend import BackendSettings
-    from coloi.pipeline import Colouriser
-    from coloi.plugin_host import get_registry
+    from coloi import Colouriser
     from coloi.watch import Watcher
 
-    backend = get_registry().backend("tflite")(BackendSettings())
+    colouriser = Colouriser("tflite")  # its model loaded before the threads are counted
     before = set(threading.enumerate())
     watched = tmp_path / "in"
     watched.mkdir()
     write_photo(watched / "x.png")
-    watcher = Watcher(watched, tmp_path / "out", Colouriser(backend), settle=0.2)
+    watcher = Watcher(watched, tmp_path / "out", colouriser, settle=0.2)
     runner = threading.Thread(target=watcher.run)
     runner.start()
     wait_for(lambda: (tmp_path / "out" / "x.png").exists())

@@ -1,0 +1,51 @@
+"""Which files are photos: the one rule that ``run``, ``watch``, ``eval`` and ``train`` share.
+
+A name is *hidden or temporary* when it starts with ``.`` (hidden files and folders, rsync's
+``.name.XXXXXX``, coloi's own ``.name.coloi-partial``) or ends in one of
+:data:`TEMPORARY_SUFFIXES` (downloads and copies in progress, editors' backups). A photo is a
+file whose suffix coloi reads (JPEG, PNG, TIFF, WebP, BMP, GIF) and whose name, and every
+folder's name on the way to it, is neither hidden nor temporary. Linked folders are not
+entered (a link could lead round in a loop, or out of a watched folder); links to files are
+listed like files.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path, PurePath
+
+from coloi.imageio import READABLE_SUFFIXES
+
+TEMPORARY_SUFFIXES = (".part", ".partial", ".tmp", ".temp", ".crdownload", ".download", "~",
+                      ".coloi-partial")
+
+
+def is_hidden_or_temporary(name: str) -> bool:
+    """Whether a file or folder name is hidden or temporary (see the module's rule)."""
+    return name.startswith(".") or name.lower().endswith(TEMPORARY_SUFFIXES)
+
+
+def is_photo_name(name: str) -> bool:
+    """Whether a file name is a photo's: a readable suffix, and not hidden or temporary."""
+    return PurePath(name).suffix.lower() in READABLE_SUFFIXES and not is_hidden_or_temporary(
+        name)
+
+
+def is_photo_path(path: PurePath, root: PurePath) -> bool:
+    """Whether ``path``, under ``root``, is a photo by its name and its folders' names."""
+    relative = path.relative_to(root)
+    return is_photo_name(relative.name) and not any(
+        is_hidden_or_temporary(part) for part in relative.parent.parts)
+
+
+def find_photos(folder: Path) -> list[Path]:
+    """Every photo under ``folder`` by the rule above, recursively, sorted.
+
+    Only names are looked at: a path listed may be a broken link, or a FIFO named like a
+    photo, which whoever reads it then reports.
+    """
+    found = []
+    for directory, subfolders, files in os.walk(folder):
+        subfolders[:] = [name for name in subfolders if not is_hidden_or_temporary(name)]
+        found += [Path(directory, name) for name in files if is_photo_name(name)]
+    return sorted(found)
