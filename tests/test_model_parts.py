@@ -152,3 +152,20 @@ def test_readout_is_chosen_on_other_sources_than_it_is_judged_on() -> None:
     judged = {group_of(p, p.parent, "prefix") for p in judge}
     assert tuned - {"(no prefix)"} == {"a", "c"} and judged - {"(no prefix)"} == {"b", "d"}
     assert len(tune) == len(judge) == 7
+
+
+
+def test_readout_choice_puts_honesty_before_colour() -> None:
+    from coloi.training.network import ReadOut
+    from coloi.training.tune import choose
+
+    def row(psnr: float, colour: float, false: float) -> dict[str, float]:
+        return {"psnr": psnr, "colourfulness_ratio": colour, "false_colour": false}
+
+    plain, vivid, garish = ReadOut(), ReadOut(chroma_gain=1.1), ReadOut(chroma_gain=1.5)
+    table = {plain: row(25.0, 0.80, 0.01), vivid: row(24.6, 0.88, 0.02),
+             garish: row(23.0, 1.10, 0.06)}
+    # None is both colourful enough and honest: the best PSNR among the honest ones.
+    assert choose(table, colour_floor=0.9) == plain
+    # Colourful enough and honest: the best PSNR among those.
+    assert choose(table, colour_floor=0.85) == vivid
