@@ -17,12 +17,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from coloi.backend import BackendSettings
+import coloi
+from coloi import Colouriser, Photo, read_photo
 from coloi.color import to_grey
 from coloi.evaluate import contact_sheet, psnr, score_photo
-from coloi.imageio import Photo, read_photo
-from coloi.pipeline import Colouriser
-from coloi.plugin_host import get_registry
 
 REPO = Path(__file__).resolve().parents[1]
 FREE_SOURCES = ("clothing_", "pixabayportrait_", "fmjfood_")
@@ -38,12 +36,19 @@ def worst(colouriser: Colouriser, val: Path, count: int) -> list[tuple[np.ndarra
             continue
         truth = read_photo(path).pixels[:, :, :3]
         grey = cv2.cvtColor(to_grey(truth), cv2.COLOR_GRAY2BGR)
-        output = colouriser.colourise(Photo(grey[:, :, 0].copy(), "png"))
+        output = colouriser.colourise(Photo(grey[:, :, 0].copy(), "png")).pixels
         score = score_photo(output, truth)
         loss = psnr(grey, truth) - score.psnr  # > 0: worse than leaving it grey
         scored.append((score.false_colour * 100 + loss, grey, output, truth))
     scored.sort(key=lambda row: -row[0])
     return [row[1:] for row in scored[:count]]
+
+
+def old_print(colouriser: Colouriser, path: Path) -> tuple[np.ndarray, ...]:
+    scan = to_grey(read_photo(path).pixels)
+    coloured = colouriser.colourise(Photo(scan, "png")).pixels
+    blank = np.full_like(coloured[:, :1], 255)  # an old print has no colour truth
+    return cv2.cvtColor(scan, cv2.COLOR_GRAY2BGR), coloured, blank
 
 
 def _licence(name: str, val: Path) -> str:
@@ -55,14 +60,9 @@ def _licence(name: str, val: Path) -> str:
 
 
 def main(val: Path, prints: Path) -> None:
-    colouriser = Colouriser(get_registry().backend("tflite")(BackendSettings()))
-    failures = contact_sheet(worst(colouriser, val, 6), height=180)
-    rows = []
-    for name in OLD_PRINTS:
-        scan = to_grey(read_photo(prints / name).pixels)
-        coloured = colouriser.colourise(Photo(scan, "png"))
-        blank = np.full_like(coloured[:, :1], 255)  # no truth for an old print
-        rows.append((cv2.cvtColor(scan, cv2.COLOR_GRAY2BGR), coloured, blank))
+    with coloi.Colouriser(backend="tflite") as colouriser:
+        failures = contact_sheet(worst(colouriser, val, 6), height=180)
+        rows = [old_print(colouriser, prints / name) for name in OLD_PRINTS]
     old = contact_sheet(rows, height=240)
     width = max(failures.shape[1], old.shape[1])
     parts = [np.pad(s, ((0, 12), (0, width - s.shape[1]), (0, 0)), constant_values=255)
