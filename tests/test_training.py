@@ -74,10 +74,16 @@ def test_train_resume_export_and_use(cli, tmp_path: Path, photos: Path) -> None:
     assert report["grey_baseline"]["colourfulness_ratio"] < 0.05
     assert report["grey_baseline"]["false_colour"] == 0.0  # grey paints no colour
 
-    by_folder = cli("eval", photos.parent, "--model-dir", models, "-b", "tflite", "--json",
+    tree = tmp_path / "tree"
+    for folder, names in (("a", ("p00.jpg", "p01.jpg")), ("b", ("p02.jpg",))):
+        (tree / folder).mkdir(parents=True)
+        for name in names:
+            (tree / folder / name).write_bytes((photos / name).read_bytes())
+    by_folder = cli("eval", tree, "--model-dir", models, "-b", "tflite", "--json",
                     "--by", "folder")
+    assert by_folder.exit_code == 0, by_folder.stderr
     groups = json.loads(by_folder.stdout)["groups"]
-    assert groups[photos.name]["photos"] == 12
+    assert {name: group["photos"] for name, group in groups.items()} == {"a": 2, "b": 1}
     assert cv2.imread(str(tmp_path / "sheet.png")) is not None
 
 
