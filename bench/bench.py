@@ -314,7 +314,11 @@ def main() -> None:
         {"what": what, "key": key, "limit": limit, "unit": unit,
          "value": round(lookup(results, key), 4), "met": bool(lookup(results, key) <= limit)}
         for key, limit, unit, what in TARGETS]
-    args.out.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
+    # Commands as a reader would type them: relative to the repository, photos in $WORK (the
+    # temporary folder, gone by now).
+    text = json.dumps(results, indent=2).replace(str(REPO) + "/", "").replace(tmp, "$WORK")
+    results = json.loads(text)
+    args.out.with_suffix(".json").write_text(text + "\n")
     args.out.with_suffix(".md").write_text(report(results))
     print(report(results))
 

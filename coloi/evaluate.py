@@ -175,6 +175,13 @@ def evaluate(files: list[Path], colouriser: Colouriser, sheet_rows: int = 0,
                       summarise(grey_scores, truth_colour), groups, rows)
 
 
+def stack_sheets(sheets: Sequence[np.ndarray], gap: int = 0) -> np.ndarray:
+    """Sheets one above the other, padded white to the widest, ``gap`` white rows between."""
+    width = max(sheet.shape[1] for sheet in sheets)
+    return np.vstack([np.pad(sheet, ((0, gap), (0, width - sheet.shape[1]), (0, 0)),
+                             constant_values=255) for sheet in sheets])
+
+
 def contact_sheet(rows: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
                   height: int = 192) -> np.ndarray:
     """One row per photo: grey | coloi | truth, each scaled to ``height``."""

@@ -20,7 +20,7 @@ import numpy as np
 import coloi
 from coloi import Colouriser, Photo, read_photo
 from coloi.color import to_grey
-from coloi.evaluate import contact_sheet, psnr, score_photo
+from coloi.evaluate import contact_sheet, psnr, score_photo, stack_sheets
 
 REPO = Path(__file__).resolve().parents[1]
 FREE_SOURCES = ("clothing_", "pixabayportrait_", "fmjfood_")
@@ -63,12 +63,9 @@ def main(val: Path, prints: Path) -> None:
     with coloi.Colouriser(backend="tflite") as colouriser:
         failures = contact_sheet(worst(colouriser, val, 6), height=180)
         rows = [old_print(colouriser, prints / name) for name in OLD_PRINTS]
-    old = contact_sheet(rows, height=240)
-    width = max(failures.shape[1], old.shape[1])
-    parts = [np.pad(s, ((0, 12), (0, width - s.shape[1]), (0, 0)), constant_values=255)
-             for s in (failures, old)]
+    sheet = stack_sheets([failures, contact_sheet(rows, height=240)], gap=12)
     target = REPO / "models" / "gallery.jpg"
-    cv2.imwrite(str(target), np.vstack(parts), [cv2.IMWRITE_JPEG_QUALITY, 85])
+    cv2.imwrite(str(target), sheet, [cv2.IMWRITE_JPEG_QUALITY, 85])
     print(f"wrote {target}")
 
 
