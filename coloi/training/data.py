@@ -18,7 +18,7 @@ import keras
 import numpy as np
 
 from coloi.color import ab_of_grey_photo
-from coloi.imageio import IMAGE_SUFFIXES
+from coloi.discovery import find_photos
 
 PACK_SIDE = 224
 # A portable pack: the square crops as WebP, to carry a training set where the photos are not
@@ -27,8 +27,9 @@ PORTABLE_SUFFIX = ".pack.npz"
 
 
 def photo_files(folder: Path) -> list[Path]:
-    """Every image file under ``folder`` (recursively), sorted."""
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    """Every photo under ``folder`` (recursively, sorted), by the rule ``coloi run`` and
+    ``coloi watch`` use (:func:`coloi.discovery.find_photos`)."""
+    return find_photos(folder)
 
 
 def square_crop(bgr: np.ndarray, side: int) -> np.ndarray:
