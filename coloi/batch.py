@@ -73,7 +73,6 @@ def plan_jobs(inputs: Iterable[Path], output_dir: Path | None,
     Links are followed (a link given by name, and links to files inside a folder); a link in a
     folder that leads nowhere is reported rather than passed over in silence.
     """
-    output_root = output_dir.resolve() if output_dir else None
     for argument in inputs:
         if argument.is_dir():
             for path in find_photos(argument):
@@ -84,8 +83,6 @@ def plan_jobs(inputs: Iterable[Path], output_dir: Path | None,
                     elif not path.is_dir():  # a FIFO or a socket with a photo's name
                         yield UnreadablePhoto(path, "not a regular file")
                     continue
-                if output_root and output_root in path.resolve().parents:
-                    continue  # earlier outputs inside the input folder are not inputs
                 if output_dir is None and path.stem.endswith(COLOURISED_SUFFIX):
                     continue
                 yield _job(path, path.relative_to(argument), output_dir, fmt)

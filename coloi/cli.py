@@ -189,6 +189,11 @@ def run(
 
     if fmt is not None and fmt not in FORMAT_SUFFIX:
         fail(f"unknown format {fmt!r} (choose from {', '.join(FORMAT_SUFFIX)})")
+    if output is not None:
+        from coloi.discovery import refuse_overlap
+
+        for folder in (path for path in inputs if path.is_dir()):
+            refuse_overlap(folder, output)
     items = list(plan_jobs(inputs, output, fmt))
     colouriser = _colouriser(ctx, backend, model_dir, model, threads, pre, post)
 

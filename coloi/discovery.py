@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 from pathlib import Path, PurePath
 
+from coloi.errors import ColoiError
 from coloi.imageio import READABLE_SUFFIXES
 
 TEMPORARY_SUFFIXES = (".part", ".partial", ".tmp", ".temp", ".crdownload", ".download", "~",
@@ -49,3 +50,14 @@ def find_photos(folder: Path) -> list[Path]:
         subfolders[:] = [name for name in subfolders if not is_hidden_or_temporary(name)]
         found += [Path(directory, name) for name in files if is_photo_name(name)]
     return sorted(found)
+
+
+def refuse_overlap(folder: Path, output_dir: Path) -> None:
+    """Raise ColoiError when a photo folder and an output folder overlap: the same folder, or
+    one inside the other. Outputs mirror the input tree, so an output folder above the input
+    would write ``in/x.png``'s output over ``in/in/x.png``; one inside it would be read back as
+    input."""
+    source, target = folder.resolve(), output_dir.resolve()
+    if source == target or source in target.parents or target in source.parents:
+        raise ColoiError(f"{output_dir}: the output folder overlaps the photo folder {folder}; "
+                         f"choose an output folder outside it (and not above it)")

@@ -39,7 +39,7 @@ from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
 from coloi.batch import SUFFIX_FORMAT, Job, output_path, render, write_output
-from coloi.discovery import find_photos, is_hidden_or_temporary, is_photo_name
+from coloi.discovery import find_photos, is_hidden_or_temporary, is_photo_name, refuse_overlap
 from coloi.errors import ColoiError, MissingPhoto, PhotoError, PhotoTimeout, UnwritableOutput
 from coloi.imageio import Limits
 from coloi.journal import JOURNAL_NAME, Journal, Signature
@@ -99,9 +99,7 @@ class Watcher:
     def __post_init__(self) -> None:
         self.root = self.root.resolve()
         self.output_dir = self.output_dir.resolve()
-        if self.output_dir == self.root or self.root in self.output_dir.parents:
-            raise ColoiError(f"{self.output_dir}: the output folder must be outside the watched "
-                             f"folder {self.root}, or outputs would be watched too")
+        refuse_overlap(self.root, self.output_dir)
         try:
             self.output_dir.mkdir(parents=True, exist_ok=True)
             self._remove_partial_outputs()

@@ -154,7 +154,7 @@ def test_changed_photo_is_done_again_and_bad_file_is_not_retried(tmp_path: Path)
 def test_output_inside_watched_folder_is_refused(cli, tmp_path: Path) -> None:
     result = cli("watch", tmp_path, "-o", tmp_path / "out", "-b", "tflite")
     assert result.exit_code == 1
-    assert "must be outside the watched folder" in result.stderr
+    assert "overlaps the photo folder" in result.stderr
 
 
 def test_in_process_watcher_leaks_no_threads(tmp_path: Path) -> None:
