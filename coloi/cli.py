@@ -305,8 +305,8 @@ def watch(
     max_bytes: MaxBytesOption = 1 << 30,
     photo_timeout: Annotated[float | None, typer.Option(
         "--photo-timeout", min=0.01, help="Give up a photo that takes longer than this many "
-                                          "seconds; it is logged as failed and not retried "
-                                          "until it changes.")] = None,
+                                          "seconds; it is logged as failed and tried again "
+                                          "after a restart.")] = None,
 ) -> None:
     """Colourise every photo already in FOLDER or dropped into it later, exactly once.
 

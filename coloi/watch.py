@@ -40,7 +40,14 @@ from watchdog.observers.polling import PollingObserver
 
 from coloi.batch import SUFFIX_FORMAT, Job, output_path, render, write_output
 from coloi.discovery import find_photos, is_hidden_or_temporary, is_photo_name, refuse_overlap
-from coloi.errors import ColoiError, MissingPhoto, PhotoError, PhotoTimeout, UnwritableOutput
+from coloi.errors import (
+    ColoiError,
+    MissingPhoto,
+    PhotoError,
+    PhotoTimeout,
+    UnreadablePhoto,
+    UnwritableOutput,
+)
 from coloi.imageio import Limits
 from coloi.journal import JOURNAL_NAME, Journal, Signature
 from coloi.sdnotify import Notifier
@@ -74,11 +81,12 @@ class Counts:
     done: int = 0
     failed: int = 0
     skipped: int = 0
+    known_bad: int = 0
     pending: int = 0
 
     def status(self) -> str:
         return (f"{self.done} colourised, {self.failed} failed, {self.skipped} already done, "
-                f"{self.pending} waiting")
+                f"{self.known_bad} bad and unchanged, {self.pending} waiting")
 
 
 @dataclass
@@ -244,7 +252,11 @@ class Watcher:
             log.warning("skipped %s: removed before it could be read", relative)
             return
         except PhotoError as error:
-            self._record(relative, signature, "failed", error.reason)
+            # Only a fault of the photo itself is remembered, so that it is not retried until
+            # it changes; a broken model, a plugin's exception, memory or a timeout under load
+            # are not the photo's, and a restart tries it again.
+            if isinstance(error, UnreadablePhoto):
+                self._record(relative, signature, "failed", error.reason)
             self._count("failed")
             log.error("failed %s: %s", relative, error.reason)
             return
@@ -295,11 +307,12 @@ class Watcher:
             elif now - state.stable_since >= self.settle:
                 del self.pending[path]
                 relative = path.relative_to(self.root).as_posix()
-                if (self.journal.settled(relative, signature) is None
-                        and self._in_flight.get(relative) != signature):
+                settled = self.journal.settled(relative, signature)
+                if settled is None and self._in_flight.get(relative) != signature:
                     ready.append((path, signature))
-                else:
-                    self._count("skipped")
+                else:  # "already done" counts only photos that were done
+                    self._count("skipped" if settled is None or settled.result == "done"
+                                else "known_bad")
         return ready
 
     def _drain_events(self, now: float) -> None:

@@ -531,13 +531,15 @@ def test_watch_limits_and_photo_timeout(tmp_path: Path, daemon: Callable[..., Da
     assert "failed heavy.jpg: file of" in log and "over the limit of 60,000 bytes" in log
     assert "Traceback" not in log and not _partials(out)
     journal = _journal(out)
-    assert journal["slow.png"]["result"] == "failed"
-    assert "took longer than" in str(journal["slow.png"]["reason"])
-    # Not retried until it changes: a restart leaves it alone.
+    # A timeout may be the machine's load, not the photo's fault: it is not remembered (round
+    # 2, fault 2), while the file over the byte limit is.
+    assert "slow.png" not in journal and journal["heavy.jpg"]["result"] == "failed"
+    # A restart tries the slow photo again (and, under the same limit, fails it again); it
+    # leaves the done and the bad ones alone.
     running = daemon(watched, out, "--photo-timeout", "0.3")
-    time.sleep(2.0)
+    running.wait_for(lambda: bool(running.lines_about("failed slow.png")))
     log = running.stop()
-    assert "slow.png" not in log and "before.png" not in log
+    assert "before.png" not in log and "heavy.jpg" not in log
 
 
 @pytest.mark.slow

@@ -175,3 +175,38 @@ def test_in_process_watcher_leaks_no_threads(tmp_path: Path) -> None:
     assert not runner.is_alive()
     time.sleep(0.2)
     assert set(threading.enumerate()) == before
+
+
+@pytest.mark.slow
+def test_photos_failed_by_a_broken_model_are_done_after_the_fix(tmp_path: Path) -> None:
+    """Round 2, fault 2: a fault that is not the photo's (here a model whose manifest gives the
+    wrong input size) must not be remembered as the photo's failure."""
+    from tests.conftest import MODELS
+
+    broken = tmp_path / "broken-models"
+    shutil.copytree(MODELS, broken, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    manifest = json.loads((broken / "manifest.json").read_text())
+    for entry in manifest["models"]:
+        entry["input_size"] = 128  # the tflite model's input is fixed at 256
+    (broken / "manifest.json").write_text(json.dumps(manifest))
+    watched, out = tmp_path / "in", tmp_path / "out"
+    watched.mkdir()
+    for i in range(3):
+        write_photo(watched / f"p{i}.png", seed=i)
+    (watched / "bad.png").write_bytes(b"not a picture")
+
+    daemon = start_daemon(watched, out, "--model-dir", str(broken))
+    wait_for(lambda: (out / JOURNAL).exists() and (out / JOURNAL).read_text().count("bad.png"))
+    time.sleep(1.0)
+    log = stop(daemon)
+    assert log.count("failed p") == 3 and outputs(out) == []
+
+    log = stop_after_outputs(start_daemon(watched, out), out, 3)
+    assert outputs(out) == ["p0.png", "p1.png", "p2.png"]
+    assert "failed bad.png" not in log  # the photo's own fault is remembered: not retried
+    assert "0 already done, 1 bad and unchanged" in log, log
+
+
+def stop_after_outputs(daemon: subprocess.Popen[str], out: Path, count: int) -> str:
+    wait_for(lambda: len(outputs(out)) >= count)
+    return stop(daemon)
