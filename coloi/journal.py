@@ -9,11 +9,14 @@ there without a line, which :meth:`Journal.adopt` records without doing the phot
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO
+
+from coloi.errors import ColoiError
 
 JOURNAL_NAME = ".coloi-watch-journal.jsonl"
 
@@ -50,6 +53,17 @@ class Journal:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.entries: dict[str, Entry] = {}
+        # One daemon per output folder: a second would do the same photos again and its
+        # compaction would orphan the first's journal. The lock is on a file of its own, since
+        # the journal itself is replaced when compacted; the kernel lets go of it when the
+        # process ends, however it ends.
+        self._lock = (path.with_name(path.name + ".lock")).open("a")
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock.close()
+            raise ColoiError(f"{path.parent}: another coloi watch is already writing to this "
+                             f"output folder; stop it first, or choose another folder") from None
         if path.exists():
             for line in path.read_text(encoding="utf-8").splitlines():
                 try:
@@ -83,4 +97,7 @@ class Journal:
         os.fsync(self._stream.fileno())
 
     def close(self) -> None:
-        self._stream.close()
+        try:
+            self._stream.close()
+        finally:
+            self._lock.close()  # closing the file lets go of its lock

@@ -110,8 +110,10 @@ class Watcher:
         refuse_overlap(self.root, self.output_dir)
         try:
             self.output_dir.mkdir(parents=True, exist_ok=True)
-            self._remove_partial_outputs()
+            # The journal first: it locks the folder, so that a second daemon cannot remove
+            # the first one's partial outputs as leftovers.
             self.journal = Journal(self.output_dir / JOURNAL_NAME)
+            self._remove_partial_outputs()
         except OSError as error:
             raise ColoiError(f"{self.output_dir}: cannot keep the journal in the output folder "
                              f"({error.strerror or error})") from None

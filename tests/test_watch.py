@@ -210,3 +210,26 @@ def test_photos_failed_by_a_broken_model_are_done_after_the_fix(tmp_path: Path) 
 def stop_after_outputs(daemon: subprocess.Popen[str], out: Path, count: int) -> str:
     wait_for(lambda: len(outputs(out)) >= count)
     return stop(daemon)
+
+
+@pytest.mark.slow
+def test_a_second_daemon_on_the_same_output_is_refused(tmp_path: Path) -> None:
+    """Round 2, fault 6: two daemons double-processed, and one orphaned the other's journal."""
+    watched, out = tmp_path / "in", tmp_path / "out"
+    watched.mkdir()
+    write_photo(watched / "a.png")
+    first = start_daemon(watched, out)
+    wait_for(lambda: outputs(out) == ["a.png"])
+    second = start_daemon(watched, out)
+    _, log = second.communicate(timeout=60)
+    assert second.returncode != 0
+    assert log.strip().splitlines()[-1].endswith(
+        "another coloi watch is already writing to this output folder; stop it first, "
+        "or choose another folder")
+    write_photo(watched / "b.png", seed=1)  # the first goes on, alone
+    wait_for(lambda: outputs(out) == ["a.png", "b.png"])
+    assert "done b.png" in stop(first)
+    # Once the first has stopped, a new daemon may take the folder over.
+    again = start_daemon(watched, out)
+    time.sleep(1.5)
+    assert "0 colourised" in stop(again)
