@@ -47,6 +47,22 @@ class Entry:
         return Signature(self.size, self.mtime_ns)
 
 
+def _parse(line: bytes) -> Entry | None:
+    """The entry on one journal line; None for a line that is not one (cut short by a crash,
+    or damaged): that photo is then simply done again, rather than the daemon failing to
+    start and systemd restarting it into the same journal for ever."""
+    try:
+        fields = json.loads(line.decode("utf-8"))
+        entry = Entry(**fields)
+    except (ValueError, TypeError):  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        return None
+    typed = (isinstance(entry.source, str) and isinstance(entry.reason, str)
+             and entry.result in ("done", "failed")
+             and all(isinstance(n, int) and not isinstance(n, bool)
+                     for n in (entry.size, entry.mtime_ns)))
+    return entry if typed else None
+
+
 class Journal:
     """The latest entry per source, loaded at start and appended to as photos finish."""
 
@@ -65,12 +81,10 @@ class Journal:
             raise ColoiError(f"{path.parent}: another coloi watch is already writing to this "
                              f"output folder; stop it first, or choose another folder") from None
         if path.exists():
-            for line in path.read_text(encoding="utf-8").splitlines():
-                try:
-                    entry = Entry(**json.loads(line))
-                except (ValueError, TypeError):
-                    continue  # a line cut short by a crash
-                self.entries[entry.source] = entry
+            for line in path.read_bytes().splitlines():
+                entry = _parse(line)
+                if entry is not None:
+                    self.entries[entry.source] = entry
             self._compact()
         self._stream: IO[str] = path.open("a", encoding="utf-8")
 

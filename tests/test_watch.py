@@ -233,3 +233,24 @@ def test_a_second_daemon_on_the_same_output_is_refused(tmp_path: Path) -> None:
     again = start_daemon(watched, out)
     time.sleep(1.5)
     assert "0 colourised" in stop(again)
+
+
+@pytest.mark.slow
+def test_a_damaged_journal_does_not_stop_the_daemon(tmp_path: Path) -> None:
+    """Round 2, fault 7: invalid UTF-8 or a wrongly typed entry made every start fail."""
+    watched, out = tmp_path / "in", tmp_path / "out"
+    watched.mkdir()
+    out.mkdir()
+    for name in ("a.png", "b.png", "c.png"):
+        write_photo(watched / name)
+    stat = (watched / "c.png").stat()
+    good = {"source": "c.png", "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
+            "result": "done", "reason": ""}
+    (out / JOURNAL).write_bytes(
+        b'{"source": "a.png", "size": 1, "mtime_ns": 2, "result": "done"}\xff\xfe\n'
+        + json.dumps({**good, "source": "b.png", "size": "big"}).encode() + b"\n"
+        + json.dumps([1, 2]).encode() + b"\n" + json.dumps(good).encode() + b"\n")
+    daemon = start_daemon(watched, out)
+    wait_for(lambda: outputs(out) == ["a.png", "b.png"])
+    log = stop(daemon)
+    assert "Traceback" not in log and "done c.png" not in log  # the good entry still counts
