@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
-from watchdog.observers.polling import PollingObserver
+from watchdog.observers.polling import PollingObserverVFS
 
 from coloi.batch import SUFFIX_FORMAT, Job, output_path, render, write_output
 from coloi.discovery import find_photos, is_hidden_or_temporary, is_photo_name, refuse_overlap
@@ -177,7 +177,9 @@ class Watcher:
             except OSError as error:  # no inotify, or out of watches
                 log.warning("inotify unavailable (%s); polling %s every %.1f s",
                             error.strerror or error, self.root, self.poll_interval)
-        observer = PollingObserver(timeout=self.poll_interval)
+        # lstat, so that a linked folder is not a folder to the walk: it is never followed (a
+        # link to '.' would otherwise make every photo arrive again under each level of it).
+        observer = PollingObserverVFS(os.lstat, os.scandir, polling_interval=self.poll_interval)
         observer.schedule(handler, str(self.root), recursive=True)
         observer.start()
         return observer

@@ -254,3 +254,22 @@ def test_a_damaged_journal_does_not_stop_the_daemon(tmp_path: Path) -> None:
     wait_for(lambda: outputs(out) == ["a.png", "b.png"])
     log = stop(daemon)
     assert "Traceback" not in log and "done c.png" not in log  # the good entry still counts
+
+
+@pytest.mark.slow
+def test_polling_never_follows_a_linked_folder(tmp_path: Path) -> None:
+    """Round 2, fault 5: with --polling, `self -> .` made each new photo arrive again under
+    self/, self/self/, ... (41 times)."""
+    watched, out = tmp_path / "in", tmp_path / "out"
+    watched.mkdir()
+    (watched / "self").symlink_to(".", target_is_directory=True)
+    (watched / "loop").mkdir()
+    (watched / "loop" / "up").symlink_to("..", target_is_directory=True)
+    daemon = start_daemon(watched, out, "--polling")
+    time.sleep(1.5)
+    write_photo(watched / "b.png")
+    write_photo(watched / "loop" / "c.png", seed=1)
+    wait_for(lambda: len(outputs(out)) >= 2)
+    time.sleep(2.0)  # time for any copies under the links to arrive
+    log = stop(daemon)
+    assert outputs(out) == ["b.png", "loop/c.png"], log
