@@ -273,3 +273,17 @@ def test_polling_never_follows_a_linked_folder(tmp_path: Path) -> None:
     time.sleep(2.0)  # time for any copies under the links to arrive
     log = stop(daemon)
     assert outputs(out) == ["b.png", "loop/c.png"], log
+
+
+@pytest.mark.slow
+def test_sighup_stops_the_daemon_cleanly(tmp_path: Path) -> None:
+    """Round 2, fault 12: SIGHUP (a closed terminal) killed the daemon without its last line."""
+    watched, out = tmp_path / "in", tmp_path / "out"
+    watched.mkdir()
+    write_photo(watched / "a.png")
+    daemon = start_daemon(watched, out)
+    wait_for(lambda: outputs(out) == ["a.png"])
+    daemon.send_signal(signal.SIGHUP)
+    _, log = daemon.communicate(timeout=30)
+    assert daemon.returncode == 0, log
+    assert "1 colourised" in log.strip().splitlines()[-1]
