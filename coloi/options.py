@@ -4,6 +4,7 @@ and checked before any photo is read, and listed by ``coloi plugins --options``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, overload
@@ -42,6 +43,9 @@ class Option(Generic[T]):
                 value = self.kind(text)  # type: ignore[call-arg]  # float, int or str
         except (TypeError, ValueError):
             raise error(f"{owner}: option {key}={text!r} is not a {self.kind.__name__}") from None
+        if self.kind is float and not math.isfinite(value):
+            # nan passes every range check (all comparisons are false) and paints white.
+            raise error(f"{owner}: option {key}={text} is not a finite number")
         if (self.minimum is not None and value < self.minimum) or (
                 self.maximum is not None and value > self.maximum):
             raise error(f"{owner}: option {key}={value} is outside "

@@ -382,3 +382,13 @@ def test_plugins_lists_the_builtin_steps(cli) -> None:
     steps = [r for r in rows if r["kind"] != "backend" and r["distribution"] == "coloi"]
     assert all(r["description"] for r in steps)
     assert {r["plugin"] for r in steps} == {"preprocess", "postprocess"}
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+def test_a_number_option_must_be_finite(cli, sample_photo: Path, value: str) -> None:
+    """Round 2, fault 8: saturation:amount=nan passed and wrote a white image."""
+    result = cli("run", sample_photo, "-o", sample_photo.parent / "out", "-b", "tflite",
+                 "--post", f"saturation:amount={value}")
+    assert result.exit_code != 0
+    assert f"amount={value}" in result.stderr and "not a finite number" in result.stderr
+    assert not (sample_photo.parent / "out").exists()
