@@ -41,14 +41,14 @@ run)
     out=${3:?output folder}
     shift 3
     mkdir -p "$out"
+    scratch=$(mktemp -d)  # the wheels' site and the run's checkpoints, off the upload
     if ! python3 -c 'import keras' 2>/dev/null; then
         python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-            --target /tmp/coloi-site "$stage"/whl/*.whl
+            --target "$scratch/site" "$stage"/whl/*.whl
     fi
-    export PYTHONPATH="/tmp/coloi-site:$PWD" KERAS_BACKEND=jax PYTHONUNBUFFERED=1
+    export PYTHONPATH="$scratch/site:$PWD" KERAS_BACKEND=jax PYTHONUNBUFFERED=1
     export XLA_PYTHON_CLIENT_MEM_FRACTION=.5
-    run=/tmp/coloi-run
-    rm -rf "$run"
+    run="$scratch/run"
     nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
     status=0
     python3 -m coloi train "$stage/train.pack.npz" "$run" --val "$stage/val.pack.npz" \
