@@ -212,14 +212,20 @@ def stop_after_outputs(daemon: subprocess.Popen[str], out: Path, count: int) -> 
     return stop(daemon)
 
 
-@pytest.mark.slow
-def test_a_second_daemon_on_the_same_output_is_refused(tmp_path: Path) -> None:
-    """Round 2, fault 6: two daemons double-processed, and one orphaned the other's journal."""
+def daemon_after_one_photo(tmp_path: Path) -> tuple[Path, Path, subprocess.Popen[str]]:
+    """(watched, out, daemon): a daemon that has done the one photo, a.png, in its folder."""
     watched, out = tmp_path / "in", tmp_path / "out"
     watched.mkdir()
     write_photo(watched / "a.png")
-    first = start_daemon(watched, out)
+    daemon = start_daemon(watched, out)
     wait_for(lambda: outputs(out) == ["a.png"])
+    return watched, out, daemon
+
+
+@pytest.mark.slow
+def test_a_second_daemon_on_the_same_output_is_refused(tmp_path: Path) -> None:
+    """Round 2, fault 6: two daemons double-processed, and one orphaned the other's journal."""
+    watched, out, first = daemon_after_one_photo(tmp_path)
     second = start_daemon(watched, out)
     _, log = second.communicate(timeout=60)
     assert second.returncode != 0
@@ -278,11 +284,7 @@ def test_polling_never_follows_a_linked_folder(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_sighup_stops_the_daemon_cleanly(tmp_path: Path) -> None:
     """Round 2, fault 12: SIGHUP (a closed terminal) killed the daemon without its last line."""
-    watched, out = tmp_path / "in", tmp_path / "out"
-    watched.mkdir()
-    write_photo(watched / "a.png")
-    daemon = start_daemon(watched, out)
-    wait_for(lambda: outputs(out) == ["a.png"])
+    _, _, daemon = daemon_after_one_photo(tmp_path)
     daemon.send_signal(signal.SIGHUP)
     _, log = daemon.communicate(timeout=30)
     assert daemon.returncode == 0, log
