@@ -380,6 +380,11 @@ def train(
     time_budget: Annotated[float | None, typer.Option(
         min=0.5, help="Minutes to train for: the learning rate follows a cosine over the "
                       "epochs that fit, and --epochs becomes an upper bound.")] = None,
+    freeze_encoder: Annotated[bool, typer.Option(
+        "--freeze-encoder", help="Keep the ImageNet encoder as loaded; train only the "
+                                 "decoder (less overfitting on few photos).")] = False,
+    weight_decay: Annotated[float, typer.Option(
+        min=0.0, help="Decoupled weight decay (AdamW); 0 is plain Adam.")] = 0.0,
     cache_dir: Annotated[Path | None, typer.Option(
         help="Folder to keep the decoded photo packs in between runs.")] = None,
     rebalance: Annotated[float, typer.Option(
@@ -419,8 +424,8 @@ def train(
                          cache_dir=str(cache_dir) if cache_dir else None, rebalance=rebalance,
                          init_weights=str(init_weights) if init_weights else None,
                          encoder=encoder, pack_side=pack_side, workers=workers,
-                         min_crop=min_crop,
-                         time_budget_min=time_budget)
+                         min_crop=min_crop, time_budget_min=time_budget,
+                         freeze_encoder=freeze_encoder, weight_decay=weight_decay)
     train_run(run_dir, None if resume else config, resume, say=typer.echo)
 
 
