@@ -27,8 +27,9 @@ from coloi_plugins import repair  # noqa: E402
 from tests.damage import damage  # noqa: E402
 
 
-def pieces(grey: np.ndarray, coverage: np.ndarray | None) -> tuple[np.ndarray, np.ndarray,
-                                                                  np.ndarray]:
+def pieces(
+    grey: np.ndarray, coverage: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(features, is-defect, area) of every candidate piece of one photo."""
     width = repair.largest_width(grey.shape, 0)
     found = repair.candidates(grey, width)
@@ -36,8 +37,9 @@ def pieces(grey: np.ndarray, coverage: np.ndarray | None) -> tuple[np.ndarray, n
     if coverage is None:
         covered = np.zeros(len(area))
     else:
-        covered = np.bincount(found.piece, weights=coverage.ravel()[found.where] > 0.3,
-                              minlength=len(area))
+        covered = np.bincount(
+            found.piece, weights=coverage.ravel()[found.where] > 0.3, minlength=len(area)
+        )
     return found.features[1:], (covered / area >= 0.5)[1:], area[1:]
 
 
@@ -76,15 +78,20 @@ def main() -> None:
     w = fit(x.astype(np.float64), y, area)
     p = 1.0 / (1.0 + np.exp(-(x @ w)))
     kept = p > 0.5
-    print(f"{len(files)} photos, {len(y)} pieces, {int(y.sum())} defects; "
-          f"area-weighted precision {area[kept & (y > 0)].sum() / max(area[kept].sum(), 1):.3f} "
-          f"recall {area[kept & (y > 0)].sum() / max(area[y > 0].sum(), 1):.3f}")
-    values = ",\n    ".join(", ".join(f"{v:.6g}" for v in w[i:i + 6]) for i in range(0, len(w), 6))
+    print(
+        f"{len(files)} photos, {len(y)} pieces, {int(y.sum())} defects; "
+        f"area-weighted precision {area[kept & (y > 0)].sum() / max(area[kept].sum(), 1):.3f} "
+        f"recall {area[kept & (y > 0)].sum() / max(area[y > 0].sum(), 1):.3f}"
+    )
+    values = ",\n    ".join(
+        ", ".join(f"{v:.6g}" for v in w[i : i + 6]) for i in range(0, len(w), 6)
+    )
     WEIGHTS.write_text(
         '"""The weights of ``repair``\'s piece score, written by bench/fit_repair.py from '
-        f'{len(files)} photos\nof the training set with the development damage generator '
+        f"{len(files)} photos\nof the training set with the development damage generator "
         '(tests/damage.py). Do not edit."""\n\n'
-        f"WEIGHTS = (\n    {values},\n)\n")
+        f"WEIGHTS = (\n    {values},\n)\n"
+    )
     print(f"wrote {WEIGHTS.relative_to(REPO)}")
 
 

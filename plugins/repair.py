@@ -74,7 +74,7 @@ def _texture(response: np.ndarray, width: int) -> np.ndarray:
     threshold for itself; on a grid ``width`` apart, so that it costs little on a large scan."""
     height, wide = response.shape
     step = max(1, width)
-    grid = response[step // 2::step, step // 2::step]
+    grid = response[step // 2 :: step, step // 2 :: step]
     busy = cv2.medianBlur(np.ascontiguousarray(grid), _TEXTURE_WINDOW)
     return cv2.resize(busy, (wide, height), interpolation=cv2.INTER_LINEAR)
 
@@ -88,16 +88,26 @@ def _sums(labels: np.ndarray, count: int, values: np.ndarray) -> np.ndarray:
     return np.bincount(labels, weights=values, minlength=count)
 
 
-def _features(levels: np.ndarray, bright: np.ndarray, dark: np.ndarray, response: np.ndarray,
-              threshold: np.ndarray, piece: np.ndarray, where: np.ndarray, stats: np.ndarray,
-              width: int) -> np.ndarray:
+def _features(
+    levels: np.ndarray,
+    bright: np.ndarray,
+    dark: np.ndarray,
+    response: np.ndarray,
+    threshold: np.ndarray,
+    piece: np.ndarray,
+    where: np.ndarray,
+    stats: np.ndarray,
+    width: int,
+) -> np.ndarray:
     """(pieces, 12) float32: what tells a defect from the photo's own thin detail, for every
     connected piece of candidate pixels. Sizes are in largest widths, so one score serves
     every photo size."""
     count = len(stats)
     area = np.maximum(stats[:, cv2.CC_STAT_AREA].astype(np.float64), 1.0)
-    extent2 = (stats[:, cv2.CC_STAT_WIDTH].astype(np.float64) ** 2
-               + stats[:, cv2.CC_STAT_HEIGHT].astype(np.float64) ** 2)
+    extent2 = (
+        stats[:, cv2.CC_STAT_WIDTH].astype(np.float64) ** 2
+        + stats[:, cv2.CC_STAT_HEIGHT].astype(np.float64) ** 2
+    )
 
     def mean(values: np.ndarray) -> np.ndarray:
         return _sums(piece, count, values.ravel()[where].astype(np.float64)) / area
@@ -109,19 +119,22 @@ def _features(levels: np.ndarray, bright: np.ndarray, dark: np.ndarray, response
     is_bright = mean((bright > dark).astype(np.float32))
     # How far towards paper white (bright defects) or black (dark ones) the piece is.
     extreme = is_bright * grey + (1.0 - is_bright) * (1.0 - grey)
-    features = np.stack([
-        np.log(area / width**2),
-        np.log(extent2 / area),
-        np.log(np.sqrt(extent2) / width),
-        strength,
-        np.log(strength / level + 1e-3),
-        level,
-        np.sqrt(np.maximum(squares - strength**2, 0.0)) / (strength + 1e-3),
-        mean((response > 2 * threshold.astype(np.float32)).astype(np.float32)),
-        grey,
-        is_bright,
-        extreme,
-    ], axis=1)
+    features = np.stack(
+        [
+            np.log(area / width**2),
+            np.log(extent2 / area),
+            np.log(np.sqrt(extent2) / width),
+            strength,
+            np.log(strength / level + 1e-3),
+            level,
+            np.sqrt(np.maximum(squares - strength**2, 0.0)) / (strength + 1e-3),
+            mean((response > 2 * threshold.astype(np.float32)).astype(np.float32)),
+            grey,
+            is_bright,
+            extreme,
+        ],
+        axis=1,
+    )
     # The score is linear in the features and their pairwise products: quadratic.
     first, second = np.triu_indices(features.shape[1])
     features = np.concatenate([features, features[:, first] * features[:, second]], axis=1)
@@ -148,8 +161,7 @@ def candidates(grey: np.ndarray, width: int) -> Candidates:
     response = cv2.max(bright, dark)
     base = max(_BASE_LEVELS, _GRAIN_FACTOR * _median(response))
     # threshold = base + factor * local texture, saturated at 255 (nothing that weak is kept)
-    threshold = cv2.convertScaleAbs(_texture(response, width),
-                                    alpha=_TEXTURE_FACTOR, beta=base)
+    threshold = cv2.convertScaleAbs(_texture(response, width), alpha=_TEXTURE_FACTOR, beta=base)
     above = cv2.compare(response, threshold, cv2.CMP_GT)
     # Bright and dark candidates are separate pieces (a white scratch crossing dark detail
     # must not merge with it into one shapeless piece): bright pixels touching dark ones are
@@ -158,8 +170,9 @@ def candidates(grey: np.ndarray, width: int) -> Candidates:
     dark_ones = cv2.subtract(above, is_bright)
     bright_ones = cv2.subtract(cv2.min(above, is_bright), cv2.dilate(dark_ones, _CROSS3))
     candidate = cv2.max(bright_ones, dark_ones)
-    _, labels, stats, _ = cv2.connectedComponentsWithStats(candidate, connectivity=4,
-                                                           ltype=cv2.CV_32S)
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(
+        candidate, connectivity=4, ltype=cv2.CV_32S
+    )
     where = np.flatnonzero(candidate)  # a few percent of the photo: gather only those
     piece = labels.ravel()[where]
     features = _features(levels, bright, dark, response, threshold, piece, where, stats, width)
@@ -180,8 +193,9 @@ def defect_mask(grey: np.ndarray, size: int = 0, strength: float = 1.0) -> np.nd
     mask = np.zeros_like(found.levels)
     mask.ravel()[found.where[keep[found.piece]]] = 255
     # Widen into the defect's fainter edge: neighbours above a fraction of the threshold.
-    weak = cv2.compare(found.response, cv2.convertScaleAbs(found.threshold, alpha=_WEAK_FRACTION),
-                       cv2.CMP_GT)
+    weak = cv2.compare(
+        found.response, cv2.convertScaleAbs(found.threshold, alpha=_WEAK_FRACTION), cv2.CMP_GT
+    )
     grown = cv2.dilate(mask, _SQUARE3, iterations=_GROW)
     mask = cv2.max(mask, cv2.min(grown, weak))
     # The soft edge of a scratch is below the weak threshold but still visible once filled.
@@ -191,8 +205,7 @@ def defect_mask(grey: np.ndarray, size: int = 0, strength: float = 1.0) -> np.nd
 def fill(grey: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """``grey`` with the pixels under ``mask`` (non-zero) replaced by a smooth interpolation
     of the pixels around them (pull-push on a Gaussian pyramid); other pixels are unchanged."""
-    weight = cv2.compare(mask, 0, cv2.CMP_EQ)
-    weight = cv2.multiply(weight, 1.0 / 255.0, dtype=cv2.CV_32F)
+    weight = (mask == 0).astype(np.float32)
     # Level 0 itself is never blended: a hole has no weight there, so its value is the level
     # above's, stretched; every other pixel keeps its own.
     pyramid = [(cv2.pyrDown(cv2.multiply(grey, weight)), cv2.pyrDown(weight))]
@@ -222,11 +235,21 @@ class Repair(PreprocessStep):
 
     name = "repair"
     description = "remove scratches, cracks, hairs and dust specks (fill from surroundings)"
-    strength = Option(float, 1.0, "sensitivity: higher finds fainter defects (and risks "
-                                  "touching fine detail), lower only the plainest",
-                      minimum=0.2, maximum=5.0)
-    size = Option(int, 0, "largest defect width in pixels; 0 = automatic (0.4% of the "
-                          "shorter side, at least 3)", minimum=0, maximum=64)
+    strength = Option(
+        float,
+        1.0,
+        "sensitivity: higher finds fainter defects (and risks "
+        "touching fine detail), lower only the plainest",
+        minimum=0.2,
+        maximum=5.0,
+    )
+    size = Option(
+        int,
+        0,
+        "largest defect width in pixels; 0 = automatic (0.4% of the shorter side, at least 3)",
+        minimum=0,
+        maximum=64,
+    )
 
     def process(self, grey: np.ndarray) -> np.ndarray:
         mask = defect_mask(grey, self.size, self.strength)

@@ -21,15 +21,18 @@ def _stroke(canvas: np.ndarray, rng: np.random.Generator, width: int) -> None:
     end = start + length * np.array([np.cos(angle), np.sin(angle)])
     # An arc: the middle point pushed sideways by up to a tenth of the length.
     middle = (start + end) / 2 + rng.uniform(-0.1, 0.1) * length * np.array(
-        [-np.sin(angle), np.cos(angle)])
+        [-np.sin(angle), np.cos(angle)]
+    )
     t = np.linspace(0.0, 1.0, 40)[:, None]
-    points = (1 - t) ** 2 * start + 2 * (1 - t) * t * middle + t ** 2 * end
-    cv2.polylines(canvas, [np.round(points * 16).astype(np.int32)], False, 1.0, width,
-                  cv2.LINE_AA, shift=4)
+    points = (1 - t) ** 2 * start + 2 * (1 - t) * t * middle + t**2 * end
+    cv2.polylines(
+        canvas, [np.round(points * 16).astype(np.int32)], False, 1.0, width, cv2.LINE_AA, shift=4
+    )
 
 
-def damage(grey: np.ndarray, seed: int, scratches: int = 3, specks: int = 6,
-           max_width: int = 3) -> tuple[np.ndarray, np.ndarray]:
+def damage(
+    grey: np.ndarray, seed: int, scratches: int = 3, specks: int = 6, max_width: int = 3
+) -> tuple[np.ndarray, np.ndarray]:
     """(damaged copy, coverage in [0, 1]) of a grey photo, (H, W) float32 in [0, 1]."""
     rng = np.random.default_rng(seed)
     damaged = grey.copy()
