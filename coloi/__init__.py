@@ -41,7 +41,8 @@ if TYPE_CHECKING:
 # Public name -> the module that defines it.
 _LAZY = {
     "Colouriser": "coloi.api", "colourise": "coloi.api", "write_photo": "coloi.api",
-    "read_photo": "coloi.api", "encode_photo": "coloi.api", "Photo": "coloi.imageio", "Limits": "coloi.imageio",
+    "read_photo": "coloi.api", "encode_photo": "coloi.api", "Photo": "coloi.imageio",
+    "Limits": "coloi.imageio",
     "ColoiError": "coloi.errors", "PhotoError": "coloi.errors",
     "UnreadablePhoto": "coloi.errors", "OutputExists": "coloi.errors",
     "UnwritableOutput": "coloi.errors",

@@ -49,6 +49,7 @@ class Server:
     port: int
     log: Path
     tmp: Path
+    notify: socket.socket | None = None  # systemd's notification socket, played by the test
 
     @property
     def url(self) -> str:
@@ -87,13 +88,23 @@ def _start(folder: Path, *args: str, env: dict[str, str] | None = None) -> Serve
     log = folder / "server.log"
     tmp = folder / "tmp"
     tmp.mkdir()
-    full_env = {**os.environ, "COLOI_CONFIG": str(folder / "none.toml"), "TMPDIR": str(tmp),
-                **(env or {})}
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(folder / "notify"))
+    full_env = {
+        **os.environ,
+        "COLOI_CONFIG": str(folder / "none.toml"),
+        "TMPDIR": str(tmp),
+        "NOTIFY_SOCKET": str(folder / "notify"),
+        **(env or {}),
+    }
     with log.open("wb") as out:
-        process = subprocess.Popen([_coloi(), "serve", "--backend", "tflite", "--port",
-                                    str(port), *args], stdout=out, stderr=subprocess.STDOUT,
-                                   env=full_env)
-    return Server(process, port, log, tmp)
+        process = subprocess.Popen(
+            [_coloi(), "serve", "--backend", "tflite", "--port", str(port), *args],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=full_env,
+        )
+    return Server(process, port, log, tmp, notify)
 
 
 def _wait_ready(server: Server, headers: dict[str, str] | None = None) -> None:
@@ -117,6 +128,8 @@ def _stop(server: Server) -> None:
         server.process.kill()
         raise
     assert code == 0, server.log.read_text()  # SIGTERM is a clean stop
+    if server.notify is not None:
+        server.notify.close()
     assert list(server.tmp.iterdir()) == []  # no upload ever left a file behind
 
 
@@ -125,9 +138,20 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, 
     base = tmp_path_factory.mktemp("serve")
     # Both load their model at once: the start-up is paid once.
     open_server = _start(base / "open", "--workers", "2")
-    guarded = _start(base / "guarded", "--workers", "1", "--queue", "0", "--max-bytes",
-                     str(GUARDED_MAX_BYTES), "--max-pixels", str(GUARDED_MAX_PIXELS),
-                     "--cors-origin", ORIGIN, env={"COLOI_TOKEN": TOKEN})
+    guarded = _start(
+        base / "guarded",
+        "--workers",
+        "1",
+        "--queue",
+        "0",
+        "--max-bytes",
+        str(GUARDED_MAX_BYTES),
+        "--max-pixels",
+        str(GUARDED_MAX_PIXELS),
+        "--cors-origin",
+        ORIGIN,
+        env={"COLOI_TOKEN": TOKEN},
+    )
     try:
         _wait_ready(open_server)
         _wait_ready(guarded, {"Authorization": f"Bearer {TOKEN}"})
@@ -155,10 +179,16 @@ def _lower(headers: Any) -> dict[str, str]:
     return {key.lower(): value for key, value in headers.items()}
 
 
-def request(server: Server, method: str, path: str, body: bytes | None = None,
-            headers: dict[str, str] | None = None) -> Answer:
-    call = urllib.request.Request(server.url + path, data=body, method=method,
-                                  headers=headers or {})
+def request(
+    server: Server,
+    method: str,
+    path: str,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+) -> Answer:
+    call = urllib.request.Request(
+        server.url + path, data=body, method=method, headers=headers or {}
+    )
     try:
         with urllib.request.urlopen(call, timeout=60) as response:
             return Answer(response.status, _lower(response.headers), response.read())
@@ -166,19 +196,34 @@ def request(server: Server, method: str, path: str, body: bytes | None = None,
         return Answer(error.code, _lower(error.headers), error.read())
 
 
-def post_photo(server: Server, data: bytes, query: str = "", content_type: str = "image/jpeg",
-               headers: dict[str, str] | None = None) -> Answer:
-    return request(server, "POST", "/v1/colourise" + query, data,
-                   {"Content-Type": content_type, **(headers or {})})
+def post_photo(
+    server: Server,
+    data: bytes,
+    query: str = "",
+    content_type: str = "image/jpeg",
+    headers: dict[str, str] | None = None,
+) -> Answer:
+    return request(
+        server,
+        "POST",
+        "/v1/colourise" + query,
+        data,
+        {"Content-Type": content_type, **(headers or {})},
+    )
 
 
 def multipart(fields: dict[str, tuple[str, bytes]]) -> tuple[bytes, str]:
     boundary = uuid.uuid4().hex
     body = b""
     for name, (filename, data) in fields.items():
-        body += (f"--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"; "
-                 f"filename=\"{filename}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
-                 ).encode() + data + b"\r\n"
+        body += (
+            (
+                f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; '
+                f'filename="{filename}"\r\nContent-Type: application/octet-stream\r\n\r\n'
+            ).encode()
+            + data
+            + b"\r\n"
+        )
     body += f"--{boundary}--\r\n".encode()
     return body, f"multipart/form-data; boundary={boundary}"
 
@@ -206,6 +251,7 @@ GREY_JPEG = encoded("JPEG", cv2.cvtColor(natural_photo(120, 160), cv2.COLOR_BGR2
 
 # ---- the API ----
 
+
 def test_health_says_backend_model_and_queue(server: Server) -> None:
     health = request(server, "GET", "/v1/health")
     assert health.status == 200
@@ -213,6 +259,14 @@ def test_health_says_backend_model_and_queue(server: Server) -> None:
     assert isinstance(info, dict)
     assert info["backend"] == "tflite" and info["model"]
     assert info["workers"] == 2 and info["queue"] == 0 and info["capacity"] == 10
+
+
+def test_tells_systemd_it_is_ready(server: Server) -> None:
+    assert server.notify is not None
+    server.notify.settimeout(5)
+    message = server.notify.recv(4096).decode()
+    assert "READY=1" in message.splitlines()
+    assert f"serving on http://127.0.0.1:{server.port}/" in message
 
 
 def test_plugins_is_coloi_plugins_json(server: Server) -> None:
@@ -287,9 +341,13 @@ def test_format_and_quality(server: Server) -> None:
     small = post_photo(server, GREY_JPEG, "?quality=10")
     large = post_photo(server, GREY_JPEG, "?quality=95")
     assert len(small.body) < len(large.body)
-    for query, words in (("?format=gif", "unknown format"), ("?quality=0", "quality"),
-                         ("?quality=high", "quality"), ("?vividness=nan", "vividness"),
-                         ("?qualty=90", "unknown query option 'qualty'")):
+    for query, words in (
+        ("?format=gif", "unknown format"),
+        ("?quality=0", "quality"),
+        ("?quality=high", "quality"),
+        ("?vividness=nan", "vividness"),
+        ("?qualty=90", "unknown query option 'qualty'"),
+    ):
         answer = post_photo(server, GREY_JPEG, query)
         assert answer.status == 400 and words in answer.error, query
 
@@ -314,12 +372,20 @@ def _png_header(width: int, height: int) -> bytes:
     import zlib
 
     def chunk(kind: bytes, body: bytes) -> bytes:
-        return (struct.pack(">I", len(body)) + kind + body
-                + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF))
+        return (
+            struct.pack(">I", len(body))
+            + kind
+            + body
+            + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+        )
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
-            + chunk(b"IDAT", zlib.compress(b"\x00" * 4096)) + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 4096))
+        + chunk(b"IEND", b"")
+    )
 
 
 BAD_UPLOADS = {
@@ -332,8 +398,7 @@ BAD_UPLOADS = {
 
 
 @pytest.mark.parametrize("case", sorted(BAD_UPLOADS))
-def test_bad_upload_gets_its_status_and_the_server_keeps_serving(server: Server,
-                                                                  case: str) -> None:
+def test_bad_upload_gets_its_status_and_the_server_keeps_serving(server: Server, case: str) -> None:
     data, content_type, status, words = BAD_UPLOADS[case]
     answer = post_photo(server, data, content_type=content_type)
     assert answer.status == status and answer.headers["content-type"] == "application/json"
@@ -362,13 +427,25 @@ def test_malformed_requests_get_json_errors(server: Server) -> None:
 
 # ---- limits, token, CORS, a full queue ----
 
+
 def test_token_is_required_when_given(guarded: Server) -> None:
-    for headers in ({}, {"Authorization": "Bearer wrong-token-of-some-length"},
-                    {"Authorization": TOKEN}):
-        for method, path in (("GET", "/v1/health"), ("GET", "/v1/plugins"),
-                             ("POST", "/v1/colourise")):
-            answer = request(guarded, method, path, GREY_JPEG if method == "POST" else None,
-                             {"Content-Type": "image/jpeg", **headers})
+    for headers in (
+        {},
+        {"Authorization": "Bearer wrong-token-of-some-length"},
+        {"Authorization": TOKEN},
+    ):
+        for method, path in (
+            ("GET", "/v1/health"),
+            ("GET", "/v1/plugins"),
+            ("POST", "/v1/colourise"),
+        ):
+            answer = request(
+                guarded,
+                method,
+                path,
+                GREY_JPEG if method == "POST" else None,
+                {"Content-Type": "image/jpeg", **headers},
+            )
             assert answer.status == 401, (headers, path)
             assert answer.headers["www-authenticate"].startswith("Bearer")
             assert "token" in answer.error
@@ -378,13 +455,22 @@ def test_token_is_required_when_given(guarded: Server) -> None:
 
 def test_no_cors_unless_an_origin_is_given(server: Server, guarded: Server) -> None:
     asked = {"Origin": ORIGIN}
-    assert "access-control-allow-origin" not in request(server, "GET", "/v1/health",
-                                                        headers=asked).headers
+    assert (
+        "access-control-allow-origin"
+        not in request(server, "GET", "/v1/health", headers=asked).headers
+    )
     allowed = request(guarded, "GET", "/v1/health", headers={**asked, **AUTH})
     assert allowed.headers["access-control-allow-origin"] == ORIGIN
-    preflight = request(guarded, "OPTIONS", "/v1/colourise", headers={
-        **asked, "Access-Control-Request-Method": "POST",
-        "Access-Control-Request-Headers": "authorization,content-type"})
+    preflight = request(
+        guarded,
+        "OPTIONS",
+        "/v1/colourise",
+        headers={
+            **asked,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization,content-type",
+        },
+    )
     assert preflight.status == 200
     assert preflight.headers["access-control-allow-origin"] == ORIGIN
     other = request(guarded, "GET", "/v1/health", headers={"Origin": "http://evil.test", **AUTH})
@@ -397,9 +483,14 @@ def test_size_limits_are_enforced_while_reading(guarded: Server) -> None:
     assert declared.status == 413 and "over the limit" in declared.error
     # Chunked, with no Content-Length: refused at the chunk that crosses the limit.
     connection = http.client.HTTPConnection("127.0.0.1", guarded.port, timeout=30)
-    chunks = (big[i:i + 65536] for i in range(0, len(big) * 4, 65536))
-    connection.request("POST", "/v1/colourise", body=chunks, encode_chunked=True,
-                       headers={"Content-Type": "image/jpeg", **AUTH})
+    chunks = (big[i : i + 65536] for i in range(0, len(big) * 4, 65536))
+    connection.request(
+        "POST",
+        "/v1/colourise",
+        body=chunks,
+        encode_chunked=True,
+        headers={"Content-Type": "image/jpeg", **AUTH},
+    )
     response = connection.getresponse()
     assert response.status == 413 and "over the limit" in json.loads(response.read())["error"]
     connection.close()
@@ -415,9 +506,11 @@ def test_size_limits_are_enforced_while_reading(guarded: Server) -> None:
 def test_full_queue_answers_503_with_retry_after(guarded: Server) -> None:
     # A slow upload holds the only place (one worker, no waiting line) ...
     slow = socket.create_connection(("127.0.0.1", guarded.port))
-    slow.sendall(f"POST /v1/colourise HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
-                 f"Authorization: Bearer {TOKEN}\r\nContent-Length: {len(GREY_JPEG)}\r\n\r\n"
-                 .encode() + GREY_JPEG[:100])
+    slow.sendall(
+        f"POST /v1/colourise HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
+        f"Authorization: Bearer {TOKEN}\r\nContent-Length: {len(GREY_JPEG)}\r\n\r\n".encode()
+        + GREY_JPEG[:100]
+    )
     try:
         deadline = time.monotonic() + 10
         while request(guarded, "GET", "/v1/health", headers=AUTH).json()["queue"] == 0:
@@ -435,9 +528,11 @@ def test_full_queue_answers_503_with_retry_after(guarded: Server) -> None:
 
 
 def test_off_loopback_needs_a_token_and_a_busy_port_is_one_line(server: Server) -> None:
-    for args, words in ((["--host", "0.0.0.0"], "--token"),
-                        (["--host", "192.0.2.1", "--token", "short"], "16 characters"),
-                        (["--port", str(server.port)], "cannot listen")):
+    for args, words in (
+        (["--host", "0.0.0.0"], "--token"),
+        (["--host", "192.0.2.1", "--token", "short"], "16 characters"),
+        (["--port", str(server.port)], "cannot listen"),
+    ):
         result = run_coloi("serve", *args, env={"COLOI_TOKEN": ""})
         assert result.returncode == 1
         assert words in result.stderr and len(result.stderr.strip().splitlines()) == 1
@@ -445,6 +540,7 @@ def test_off_loopback_needs_a_token_and_a_busy_port_is_one_line(server: Server) 
 
 
 # ---- the page ----
+
 
 def test_page_files_are_served_and_load_nothing_from_elsewhere(server: Server) -> None:
     page = request(server, "GET", "/")
@@ -470,8 +566,10 @@ def _chromium() -> tuple[str, str] | None:
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     found = _chromium()
     if found is None:
-        pytest.skip("no chromium and chromedriver installed (apt-get install chromium "
-                    "chromium-driver; .ci/run installs them)")
+        pytest.skip(
+            "no chromium and chromedriver installed (apt-get install chromium "
+            "chromium-driver; .ci/run installs them)"
+        )
     pytest.importorskip("selenium", reason="needs selenium (the test extra)")
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
@@ -479,18 +577,27 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     downloads = tmp_path_factory.mktemp("downloads")
     options = webdriver.ChromeOptions()
     options.binary_location = found[0]
-    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu",
-                     "--disable-dev-shm-usage", "--window-size=412,1100",
-                     "--no-first-run", "--disable-extensions"):
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=412,1100",
+        "--no-first-run",
+        "--disable-extensions",
+    ):
         options.add_argument(argument)
-    options.add_experimental_option("prefs", {
-        "download.default_directory": str(downloads), "download.prompt_for_download": False})
+    options.add_experimental_option(
+        "prefs",
+        {"download.default_directory": str(downloads), "download.prompt_for_download": False},
+    )
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # console errors
     # The paths are given, so Selenium Manager has nothing to look up or download.
     os.environ.setdefault("SE_OFFLINE", "true")
     driver = webdriver.Chrome(service=Service(executable_path=found[1]), options=options)
-    driver.execute_cdp_cmd("Browser.setDownloadBehavior",
-                           {"behavior": "allow", "downloadPath": str(downloads)})
+    driver.execute_cdp_cmd(
+        "Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)}
+    )
     driver.downloads = downloads
     try:
         yield driver
@@ -529,8 +636,9 @@ def _downloaded(folder: Path, name: str) -> Path:
     return path
 
 
-def test_page_colourises_an_upload_in_chromium(server: Server, browser: Any,
-                                               tmp_path: Path) -> None:
+def test_page_colourises_an_upload_in_chromium(
+    server: Server, browser: Any, tmp_path: Path
+) -> None:
     from selenium.webdriver.common.by import By
 
     driver = browser
@@ -541,8 +649,7 @@ def test_page_colourises_an_upload_in_chromium(server: Server, browser: Any,
     _wait(lambda: driver.execute_script("return document.body.dataset.ready"))
     steps = driver.find_elements(By.CSS_SELECTOR, "#post-steps input")
     assert {box.get_attribute("value") for box in steps} >= {"saturation", "warmth"}
-    driver.find_element(By.ID, "files").send_keys(
-        f"{SAMPLES / 'camera.png'}\n{grey_jpeg}")
+    driver.find_element(By.ID, "files").send_keys(f"{SAMPLES / 'camera.png'}\n{grey_jpeg}")
     cards = driver.find_elements(By.CSS_SELECTOR, ".card")
     assert len(cards) == 2
     _wait(lambda: all(card.get_attribute("data-status") == "done" for card in cards))
@@ -551,7 +658,8 @@ def test_page_colourises_an_upload_in_chromium(server: Server, browser: Any,
     assert driver.execute_script(CHROMA_JS, before) < 1
     assert driver.execute_script(CHROMA_JS, after) > 4
     assert driver.execute_script(
-        "return document.documentElement.scrollWidth <= window.innerWidth")  # fits a phone
+        "return document.documentElement.scrollWidth <= window.innerWidth"
+    )  # fits a phone
     ARTIFACTS.mkdir(exist_ok=True)
     driver.execute_script("arguments[0].scrollIntoView()", cards[0])
     driver.save_screenshot(str(ARTIFACTS / "serve-page.png"))
@@ -570,7 +678,8 @@ def test_page_colourises_an_upload_in_chromium(server: Server, browser: Any,
     # Vividness 0 gives the grey photo back: the control reaches the colour.
     driver.execute_script(
         "const s = document.getElementById('vividness'); s.value = 0;"
-        "s.dispatchEvent(new Event('input')); s.dispatchEvent(new Event('change'));")
+        "s.dispatchEvent(new Event('input')); s.dispatchEvent(new Event('change'));"
+    )
     _wait(lambda: driver.execute_script(CHROMA_JS, after) < 1)
     _wait(lambda: all(card.get_attribute("data-status") == "done" for card in cards))
     # Nothing refused by the page's Content-Security-Policy, no script error, no failed load.

@@ -39,19 +39,26 @@ from coloi.serve.upload import Upload, UploadError, read_upload
 
 log = logging.getLogger("coloi")
 
-MEDIA_TYPES = {"jpeg": "image/jpeg", "png": "image/png", "tiff": "image/tiff",
-               "webp": "image/webp", "bmp": "image/bmp"}
+MEDIA_TYPES = {
+    "jpeg": "image/jpeg",
+    "png": "image/png",
+    "tiff": "image/tiff",
+    "webp": "image/webp",
+    "bmp": "image/bmp",
+}
 FORMAT_ALIASES = {"jpg": "jpeg", "tif": "tiff"}
 QUERY_OPTIONS = ("format", "quality", "pre", "post", "vividness")
 # The page's files: fixed routes, read once, so no request names a file.
-PAGE_FILES = {"/": ("index.html", "text/html; charset=utf-8"),
-              "/app.js": ("app.js", "text/javascript; charset=utf-8"),
-              "/style.css": ("style.css", "text/css; charset=utf-8")}
+PAGE_FILES = {
+    "/": ("index.html", "text/html; charset=utf-8"),
+    "/app.js": ("app.js", "text/javascript; charset=utf-8"),
+    "/style.css": ("style.css", "text/css; charset=utf-8"),
+}
 # The page loads nothing from elsewhere, and the browser is told to refuse it if it tried.
 PAGE_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' blob: data:; "
-                               "style-src 'self'; script-src 'self'; connect-src 'self'; "
-                               "frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+    "style-src 'self'; script-src 'self'; connect-src 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-cache",
@@ -73,8 +80,7 @@ class ServeSettings:
 class ApiError(Exception):
     """An answer other than the photo: ``status`` and a one-line ``message``."""
 
-    def __init__(self, status: int, message: str, headers: Mapping[str, str] | None = None
-                 ) -> None:
+    def __init__(self, status: int, message: str, headers: Mapping[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
@@ -115,8 +121,9 @@ def colourise_upload(job: Job, upload: Upload, limits: Limits) -> Result:
     return Result(encode_photo(out, fmt, quality=job.quality, name=upload.name), fmt)
 
 
-def _number(query: Mapping[str, str], key: str, kind: Callable[[str], Any], low: float,
-            high: float) -> Any:
+def _number(
+    query: Mapping[str, str], key: str, kind: Callable[[str], Any], low: float, high: float
+) -> Any:
     text = query[key]
     try:
         value = kind(text)
@@ -134,14 +141,16 @@ def parse_job(request: Request, colouriser: Colouriser, quality: int) -> Job:
     query = request.query_params
     unknown = sorted(set(query) - set(QUERY_OPTIONS))
     if unknown:
-        raise ApiError(400, f"unknown query option {unknown[0]!r} "
-                            f"(known: {', '.join(QUERY_OPTIONS)})")
+        raise ApiError(
+            400, f"unknown query option {unknown[0]!r} (known: {', '.join(QUERY_OPTIONS)})"
+        )
     fmt = query.get("format") or None
     if fmt is not None:
         fmt = FORMAT_ALIASES.get(fmt.lower(), fmt.lower())
         if fmt not in FORMAT_SUFFIX:
-            raise ApiError(400, f"unknown format {query['format']!r} "
-                                f"(choose from {', '.join(FORMAT_SUFFIX)})")
+            raise ApiError(
+                400, f"unknown format {query['format']!r} (choose from {', '.join(FORMAT_SUFFIX)})"
+            )
     if "quality" in query:
         quality = _number(query, "quality", int, 1, 100)
     pre = [spec for spec in query.getlist("pre") if spec] if "pre" in query else None
@@ -169,15 +178,18 @@ def _disposition(filename: str) -> str:
     return f"inline; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename)}"
 
 
-def create_app(colouriser: Colouriser, plugins: list[dict[str, Any]],
-               settings: ServeSettings) -> Starlette:
+def create_app(
+    colouriser: Colouriser, plugins: list[dict[str, Any]], settings: ServeSettings
+) -> Starlette:
     """The application, on a loaded ``colouriser`` (closed when the application stops);
     ``plugins`` is what ``GET /v1/plugins`` lists (:meth:`coloi.plugin_host.Registry.describe`
     with options)."""
     pool = WorkerPool(settings.workers, settings.queue)
     token = settings.token.encode() if settings.token else None
-    page = {path: (resources.files("coloi.serve").joinpath("static", name).read_bytes(), media)
-            for path, (name, media) in PAGE_FILES.items()}
+    page = {
+        path: (resources.files("coloi.serve").joinpath("static", name).read_bytes(), media)
+        for path, (name, media) in PAGE_FILES.items()
+    }
     document = openapi_document(settings)
 
     def authorise(request: Request) -> None:
@@ -185,19 +197,26 @@ def create_app(colouriser: Colouriser, plugins: list[dict[str, Any]],
             return
         given = request.headers.get("authorization", "")
         scheme, _, credential = given.partition(" ")
-        if not (scheme.lower() == "bearer"
-                and hmac.compare_digest(credential.strip().encode(), token)):
-            raise ApiError(401, "a valid token is needed: send Authorization: Bearer TOKEN",
-                           {"WWW-Authenticate": 'Bearer realm="coloi"'})
+        if not (
+            scheme.lower() == "bearer" and hmac.compare_digest(credential.strip().encode(), token)
+        ):
+            raise ApiError(
+                401,
+                "a valid token is needed: send Authorization: Bearer TOKEN",
+                {"WWW-Authenticate": 'Bearer realm="coloi"'},
+            )
 
     async def colourise(request: Request) -> Response:
         authorise(request)
         job = parse_job(request, colouriser, settings.quality)
         try:
             with pool.slot():
-                upload = await read_upload(request.headers.get("content-type", ""),
-                                           request.headers.get("content-length"),
-                                           request.stream(), settings.limits.max_bytes)
+                upload = await read_upload(
+                    request.headers.get("content-type", ""),
+                    request.headers.get("content-length"),
+                    request.stream(),
+                    settings.limits.max_bytes,
+                )
                 result = await pool.run(lambda: colourise_upload(job, upload, settings.limits))
         except ClientDisconnect:  # gone mid-upload: nobody to answer, nothing to log
             return Response(status_code=400)
@@ -209,27 +228,43 @@ def create_app(colouriser: Colouriser, plugins: list[dict[str, Any]],
             status = error_status(error)
             (log.error if status >= 500 else log.info)("%s", error)
             raise ApiError(status, str(error)) from None
-        return Response(result.data, media_type=MEDIA_TYPES[result.format], headers={
-            "Content-Disposition": _disposition(_download_name(upload.name, result.format))})
+        return Response(
+            result.data,
+            media_type=MEDIA_TYPES[result.format],
+            headers={
+                "Content-Disposition": _disposition(_download_name(upload.name, result.format))
+            },
+        )
 
     async def health(request: Request) -> Response:
         authorise(request)
         backend = colouriser.backend
         model = getattr(backend, "model", None)
-        return JSONResponse({
-            "status": "ok", "version": __version__, "backend": backend.name,
-            "model": getattr(model, "name", None), "workers": pool.workers,
-            "working": pool.working, "queue": pool.waiting,
-            "capacity": pool.capacity, "max_bytes": settings.limits.max_bytes,
-            "max_pixels": settings.limits.max_pixels,
-            "pre": [step.name for step in colouriser.pipeline.preprocess],
-            "post": [step.name for step in colouriser.pipeline.postprocess]})
+        return JSONResponse(
+            {
+                "status": "ok",
+                "version": __version__,
+                "backend": backend.name,
+                "model": getattr(model, "name", None),
+                "workers": pool.workers,
+                "working": pool.working,
+                "queue": pool.waiting,
+                "capacity": pool.capacity,
+                "max_bytes": settings.limits.max_bytes,
+                "max_pixels": settings.limits.max_pixels,
+                "pre": [step.name for step in colouriser.pipeline.preprocess],
+                "post": [step.name for step in colouriser.pipeline.postprocess],
+            }
+        )
 
     async def plugin_list(request: Request) -> Response:
         authorise(request)
         options = request.query_params.get("options", "").lower() in ("1", "true", "yes")
-        return JSONResponse(plugins if options else
-                            [{k: v for k, v in row.items() if k != "options"} for row in plugins])
+        return JSONResponse(
+            plugins
+            if options
+            else [{k: v for k, v in row.items() if k != "options"} for row in plugins]
+        )
 
     async def openapi(request: Request) -> Response:
         return Response(json.dumps(document, indent=2), media_type="application/json")
@@ -258,16 +293,33 @@ def create_app(colouriser: Colouriser, plugins: list[dict[str, Any]],
             pool.close()
             colouriser.close()
 
-    routes = [Route("/v1/colourise", colourise, methods=["POST"]),
-              Route("/v1/health", health, methods=["GET"]),
-              Route("/v1/plugins", plugin_list, methods=["GET"]),
-              Route("/openapi.json", openapi, methods=["GET"]),
-              *(Route(path, static, methods=["GET"]) for path in PAGE_FILES)]
-    middleware = [Middleware(CORSMiddleware, allow_origins=list(settings.cors_origins),
-                             allow_methods=["GET", "POST"],
-                             allow_headers=["Authorization", "Content-Type"],
-                             expose_headers=["Content-Disposition", "Retry-After"])
-                  ] if settings.cors_origins else []
-    return Starlette(routes=routes, middleware=middleware, lifespan=lifespan,
-                     exception_handlers={ApiError: api_error, HTTPException: http_error,
-                                         Exception: internal_error})
+    routes = [
+        Route("/v1/colourise", colourise, methods=["POST"]),
+        Route("/v1/health", health, methods=["GET"]),
+        Route("/v1/plugins", plugin_list, methods=["GET"]),
+        Route("/openapi.json", openapi, methods=["GET"]),
+        *(Route(path, static, methods=["GET"]) for path in PAGE_FILES),
+    ]
+    middleware = (
+        [
+            Middleware(
+                CORSMiddleware,
+                allow_origins=list(settings.cors_origins),
+                allow_methods=["GET", "POST"],
+                allow_headers=["Authorization", "Content-Type"],
+                expose_headers=["Content-Disposition", "Retry-After"],
+            )
+        ]
+        if settings.cors_origins
+        else []
+    )
+    return Starlette(
+        routes=routes,
+        middleware=middleware,
+        lifespan=lifespan,
+        exception_handlers={
+            ApiError: api_error,
+            HTTPException: http_error,
+            Exception: internal_error,
+        },
+    )

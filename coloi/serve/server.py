@@ -35,11 +35,15 @@ def is_loopback(host: str) -> bool:
 def check_access(host: str, token: str | None) -> None:
     """Refuse to listen beyond this machine without a token, or with a guessable one."""
     if token is not None and len(token) < MIN_TOKEN_LENGTH:
-        raise ColoiError(f"--token must be at least {MIN_TOKEN_LENGTH} characters (make one "
-                         f"with: python3 -c 'import secrets; print(secrets.token_urlsafe())')")
+        raise ColoiError(
+            f"--token must be at least {MIN_TOKEN_LENGTH} characters (make one "
+            f"with: python3 -c 'import secrets; print(secrets.token_urlsafe())')"
+        )
     if token is None and not is_loopback(host):
-        raise ColoiError(f"--host {host} lets other machines in: give --token (or "
-                         f"COLOI_TOKEN) so that only those who have it can use the server")
+        raise ColoiError(
+            f"--host {host} lets other machines in: give --token (or "
+            f"COLOI_TOKEN) so that only those who have it can use the server"
+        )
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -47,7 +51,8 @@ def listen(host: str, port: int) -> socket.socket:
     that a port already in use fails at once with one line."""
     try:
         family, kind, proto, _, address = socket.getaddrinfo(
-            host.strip("[]"), port, type=socket.SOCK_STREAM)[0]
+            host.strip("[]"), port, type=socket.SOCK_STREAM
+        )[0]
         sock = socket.socket(family, kind, proto)
     except OSError as error:
         raise ColoiError(f"cannot listen on {host}:{port} ({error})") from None
@@ -81,8 +86,14 @@ def run_server(app: Any, sock: socket.socket, access_log: bool = True) -> None:
     # uvicorn's start-up chatter is left out; its warnings, errors and access lines stay.
     logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
     logging.getLogger("uvicorn.access").setLevel(log.level)
-    config = uvicorn.Config(app, log_config=None, access_log=access_log, server_header=False,
-                            lifespan="on", timeout_graceful_shutdown=30)
+    config = uvicorn.Config(
+        app,
+        log_config=None,
+        access_log=access_log,
+        server_header=False,
+        lifespan="on",
+        timeout_graceful_shutdown=30,
+    )
     server = _Server(config)
     host, port = sock.getsockname()[:2]
     where = f"http://{f'[{host}]' if ':' in host else host}:{port}/"

@@ -53,8 +53,9 @@ def too_large(name: str, limit: int) -> UploadError:
     return UploadError(413, f"{name}: upload is over the limit of {limit:,} bytes")
 
 
-async def read_upload(content_type: str, content_length: str | None,
-                      body: AsyncIterator[bytes], max_bytes: int) -> Upload:
+async def read_upload(
+    content_type: str, content_length: str | None, body: AsyncIterator[bytes], max_bytes: int
+) -> Upload:
     """The photo in a request with these headers and this body stream, or
     :class:`UploadError` (413 over ``max_bytes``, 415 not an image type, 400 malformed)."""
     media, params = parse_options_header(content_type)
@@ -65,14 +66,19 @@ async def read_upload(content_type: str, content_length: str | None,
             raise UploadError(400, "multipart body without a boundary")
         return await _multipart(boundary, content_length, body, max_bytes)
     if kind.startswith("image/") or kind in RAW_TYPES:
-        return Upload(b"".join([chunk async for chunk in _limited(
-            "upload", content_length, body, max_bytes)]))
-    raise UploadError(415, f"send the photo as the body with Content-Type image/... or as the "
-                           f"multipart field '{FIELD}', not as {kind or 'no Content-Type'}")
+        return Upload(
+            b"".join([chunk async for chunk in _limited("upload", content_length, body, max_bytes)])
+        )
+    raise UploadError(
+        415,
+        f"send the photo as the body with Content-Type image/... or as the "
+        f"multipart field '{FIELD}', not as {kind or 'no Content-Type'}",
+    )
 
 
-async def _limited(name: str, content_length: str | None, body: AsyncIterator[bytes],
-                   limit: int) -> AsyncIterator[bytes]:
+async def _limited(
+    name: str, content_length: str | None, body: AsyncIterator[bytes], limit: int
+) -> AsyncIterator[bytes]:
     if content_length is not None and content_length.isdigit() and int(content_length) > limit:
         raise too_large(name, limit)
     total = 0
@@ -116,8 +122,7 @@ class _Form:
         self.in_file = params.get(b"name") == FIELD.encode()
         if self.in_file:
             if self.found:
-                raise UploadError(400, f"one photo per request: the form has two '{FIELD}' "
-                                       f"fields")
+                raise UploadError(400, f"one photo per request: the form has two '{FIELD}' fields")
             self.found = True
             filename = params.get(b"filename", b"").decode("utf-8", "replace")
             self.name = safe_name(filename) if filename else "upload"
@@ -136,16 +141,25 @@ class _Form:
         self.ended = True
 
 
-async def _multipart(boundary: bytes, content_length: str | None, body: AsyncIterator[bytes],
-                     max_bytes: int) -> Upload:
+async def _multipart(
+    boundary: bytes, content_length: str | None, body: AsyncIterator[bytes], max_bytes: int
+) -> Upload:
     form = _Form(max_bytes)
-    callbacks = {name: getattr(form, name) for name in (
-        "on_header_field", "on_header_value", "on_header_end", "on_headers_finished",
-        "on_part_data", "on_part_end", "on_end")}
+    callbacks = {
+        name: getattr(form, name)
+        for name in (
+            "on_header_field",
+            "on_header_value",
+            "on_header_end",
+            "on_headers_finished",
+            "on_part_data",
+            "on_part_end",
+            "on_end",
+        )
+    }
     parser = MultipartParser(boundary, callbacks)  # type: ignore[arg-type]
     try:
-        async for chunk in _limited("upload", content_length, body,
-                                    max_bytes + MULTIPART_OVERHEAD):
+        async for chunk in _limited("upload", content_length, body, max_bytes + MULTIPART_OVERHEAD):
             parser.write(chunk)
         parser.finalize()
     except MultipartParseError as error:
