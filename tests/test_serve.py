@@ -527,7 +527,13 @@ def test_full_queue_answers_503_with_retry_after(guarded: Server) -> None:
     assert post_photo(guarded, GREY_JPEG, headers=AUTH).status == 200
 
 
-def test_off_loopback_needs_a_token_and_a_busy_port_is_one_line(server: Server) -> None:
+def test_off_loopback_needs_a_token_and_a_busy_port_is_one_line(
+    server: Server, tmp_path: Path
+) -> None:
+    config = tmp_path / "config.toml"  # the settings model: the [serve] table counts too
+    config.write_text('[serve]\nhost = "0.0.0.0"\n')
+    result = run_coloi("serve", env={"COLOI_CONFIG": str(config), "COLOI_TOKEN": ""})
+    assert result.returncode == 1 and "--host 0.0.0.0" in result.stderr
     for args, words in (
         (["--host", "0.0.0.0"], "--token"),
         (["--host", "192.0.2.1", "--token", "short"], "16 characters"),
