@@ -35,7 +35,7 @@ from coloi.errors import ColoiError, NotAPhoto, OptionError, PhotoError, PhotoTo
 from coloi.imageio import FORMAT_SUFFIX, Limits
 from coloi.serve.openapi import openapi_document
 from coloi.serve.pool import Busy, WorkerPool
-from coloi.serve.upload import Upload, UploadError, read_upload
+from coloi.serve.upload import MULTIPART_OVERHEAD, Body, Upload, UploadError, read_upload
 
 log = logging.getLogger("coloi")
 
@@ -207,6 +207,16 @@ def create_app(
             )
 
     async def colourise(request: Request) -> Response:
+        expects_continue = request.headers.get("expect", "").lower() == "100-continue"
+        body = Body(request.stream(), expects_continue)
+        try:
+            return await colourise_body(request, body)
+        except ApiError:
+            # The answer must reach a client that is still sending: read the rest first.
+            await body.discard(settings.limits.max_bytes + MULTIPART_OVERHEAD)
+            raise
+
+    async def colourise_body(request: Request, body: Body) -> Response:
         authorise(request)
         job = parse_job(request, colouriser, settings.quality)
         try:
@@ -214,7 +224,7 @@ def create_app(
                 upload = await read_upload(
                     request.headers.get("content-type", ""),
                     request.headers.get("content-length"),
-                    request.stream(),
+                    body,
                     settings.limits.max_bytes,
                 )
                 result = await pool.run(lambda: colourise_upload(job, upload, settings.limits))

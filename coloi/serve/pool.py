@@ -37,7 +37,7 @@ class WorkerPool:
         self.admitted = 0
         self._working = 0
         self._lock = threading.Lock()
-        self._seconds_per_photo = 1.0  # a moving average, for Retry-After
+        self._seconds_per_photo: float | None = None  # a moving average, for Retry-After
         self._executor = ThreadPoolExecutor(workers, thread_name_prefix="coloi-serve")
 
     @property
@@ -51,8 +51,11 @@ class WorkerPool:
         return max(0, self.admitted - self.working)
 
     def retry_after(self) -> int:
-        """Seconds until a place is likely to be free: the line ahead shared by the workers."""
-        return max(1, math.ceil(self._seconds_per_photo * self.capacity / self.workers))
+        """Whole seconds until a place is likely to be free: the photos being done and those
+        waiting, shared by the workers (1 until a photo has been timed)."""
+        with self._lock:
+            mean = self._seconds_per_photo or 0.0
+        return max(1, math.ceil(mean * self.capacity / self.workers))
 
     @contextmanager
     def slot(self) -> Iterator[None]:
@@ -79,7 +82,8 @@ class WorkerPool:
             with self._lock:
                 self._working -= 1
                 seconds = time.perf_counter() - started
-                self._seconds_per_photo = 0.8 * self._seconds_per_photo + 0.2 * seconds
+                mean = self._seconds_per_photo
+                self._seconds_per_photo = seconds if mean is None else 0.8 * mean + 0.2 * seconds
 
     def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)

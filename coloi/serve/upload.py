@@ -9,6 +9,7 @@ in, in memory: no temporary file is ever written, so none can be left behind.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -17,12 +18,53 @@ from pathlib import PurePosixPath
 from python_multipart import MultipartParser
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import parse_options_header
+from starlette.requests import ClientDisconnect
 
 FIELD = "file"
 # Room in a multipart body for its boundaries, part headers and small fields.
 MULTIPART_OVERHEAD = 64 * 1024
 RAW_TYPES = ("application/octet-stream",)
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f\"\\]")
+
+
+# After an early answer, what is left of the body is read and dropped for at most this long.
+LINGER_SECONDS = 10.0
+
+
+class Body:
+    """A request's body stream, read once, that knows whether it was read to its end.
+
+    A client sends its whole body before it reads the answer; if the server answers early
+    (503, 401, 413...) and closes with the rest of the body unread, the kernel resets the
+    connection and the client may never see the answer. :meth:`discard` reads and drops the
+    rest first (within a bound, as web servers' "lingering close" does).
+    """
+
+    def __init__(self, stream: AsyncIterator[bytes], expects_continue: bool) -> None:
+        self._stream = stream
+        # With "Expect: 100-continue" the client sends nothing until the body is asked for:
+        # an early answer needs no draining (and draining would ask for the body).
+        self.finished = expects_continue
+
+    def __aiter__(self) -> Body:
+        return self
+
+    async def __anext__(self) -> bytes:
+        try:
+            return await anext(self._stream)
+        except StopAsyncIteration:
+            self.finished = True
+            raise
+
+    async def discard(self, limit: int, seconds: float = LINGER_SECONDS) -> None:
+        """Read and drop the rest of the body, up to ``limit`` bytes or ``seconds``."""
+        total = 0
+        try:
+            async with asyncio.timeout(seconds):
+                while not self.finished and total <= limit:
+                    total += len(await anext(self))
+        except (StopAsyncIteration, TimeoutError, ClientDisconnect):
+            pass
 
 
 class UploadError(Exception):
