@@ -411,6 +411,15 @@ def test_bad_upload_gets_its_status_and_the_server_keeps_serving(server: Server,
     assert request(server, "GET", "/v1/health").status == 200
 
 
+def test_an_early_answer_reaches_a_client_still_sending(server: Server) -> None:
+    # Refused before its body is read, a body larger than the socket buffers must still be
+    # read to its end by the server: closing with it unread resets the connection, and the
+    # client (which sends all of it before reading) never sees the answer.
+    for _ in range(2):
+        answer = post_photo(server, os.urandom(20 << 20), content_type="text/plain")
+        assert answer.status == 415 and "Content-Type" in answer.error
+
+
 def test_malformed_requests_get_json_errors(server: Server) -> None:
     body, content_type = multipart({"photo": ("a.jpg", GREY_JPEG)})
     answer = post_photo(server, body, content_type=content_type)
