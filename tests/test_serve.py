@@ -530,7 +530,11 @@ def test_full_queue_answers_503_with_retry_after(guarded: Server) -> None:
         assert int(busy.headers["retry-after"]) >= 1
         # ... and its photo is still done once it arrives.
         slow.sendall(GREY_JPEG[100:])
-        assert slow.recv(12).startswith(b"HTTP/1.1 200")
+        slow.settimeout(30)
+        status_line = b""
+        while not status_line.endswith(b"\r\n"):
+            status_line += slow.recv(1)
+        assert status_line.startswith(b"HTTP/1.1 200")
     finally:
         slow.close()
     assert post_photo(guarded, GREY_JPEG, headers=AUTH).status == 200
@@ -716,3 +720,16 @@ def test_page_asks_for_the_token_once(guarded: Server, browser: Any) -> None:
     driver.get(guarded.url + "/")
     _wait(lambda: driver.execute_script("return document.body.dataset.ready"))
     assert not driver.find_element(By.ID, "token-form").is_displayed()
+
+
+def test_every_serve_option_is_documented() -> None:
+    import typer.main
+
+    from coloi.cli import app
+
+    text = (REPO / "docs" / "serve.md").read_text()
+    command = typer.main.get_command(app).commands["serve"]  # type: ignore[attr-defined]
+    for param in command.params:
+        names = [*param.opts, *param.secondary_opts]
+        if "--help" not in names:
+            assert any(f"`{name}`" in text or f"`{name}," in text for name in names), names

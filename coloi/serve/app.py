@@ -94,7 +94,7 @@ def error_status(error: ColoiError) -> int:
     if isinstance(error, NotAPhoto):
         return 415
     if isinstance(error, PhotoError | OptionError | PluginError):
-        return 400  # an unreadable photo, or a format or step it asked for that cannot be
+        return 400  # an unreadable photo, or a format or a step the request asked for
     return 500  # the server's own fault (its model, a plugin's code)
 
 
@@ -128,7 +128,8 @@ def _number(
     try:
         value = kind(text)
     except ValueError:
-        raise ApiError(400, f"{key}={text!r} is not a {kind.__name__}") from None
+        noun = "an integer" if kind is int else "a number"
+        raise ApiError(400, f"{key}={text!r} is not {noun}") from None
     if not (math.isfinite(value) and low <= value <= high):
         raise ApiError(400, f"{key}={text} is outside [{low:g}, {high:g}]")
     return value
