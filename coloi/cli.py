@@ -357,13 +357,14 @@ def serve(
 
     Needs the serve extra: pip install 'coloi\[serve]'.
     """
-    import importlib.util
     import os
 
-    missing = [name for name in ("starlette", "uvicorn", "python_multipart")
-               if importlib.util.find_spec(name) is None]
-    if missing:
-        fail(f"coloi serve needs {', '.join(missing)}: pip install 'coloi[serve]'")
+    try:
+        import python_multipart  # noqa: F401
+        import starlette  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as error:
+        fail(f"coloi serve needs {error.name or 'its extra'}: pip install 'coloi[serve]'")
     from coloi.imageio import Limits
     from coloi.serve.app import ServeSettings, create_app
     from coloi.serve.server import check_access, listen, run_server

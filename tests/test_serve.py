@@ -722,6 +722,21 @@ def test_page_asks_for_the_token_once(guarded: Server, browser: Any) -> None:
     assert not driver.find_element(By.ID, "token-form").is_displayed()
 
 
+def test_without_the_extra_serve_says_what_to_install() -> None:
+    code = (
+        "import sys\nsys.modules['starlette'] = None  # as if not installed\n"
+        "from coloi.cli import app\napp(['serve'], prog_name='coloi')"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=60
+    )
+    assert result.returncode == 1
+    assert (
+        result.stderr.strip()
+        == "coloi: error: coloi serve needs starlette: pip install 'coloi[serve]'"
+    )
+
+
 def test_every_serve_option_is_documented() -> None:
     import typer.main
 
