@@ -158,12 +158,10 @@ class EpochReport(keras.callbacks.Callback):
         if score < self.best:
             self.best = score
             self.model.save_weights(self.run_dir / BEST_WEIGHTS)
-        left = (self.total_epochs - epoch - 1) * seconds
         self.say(
             f"epoch {epoch + 1}/{self.total_epochs}  loss {row.get('loss', 0):.4f}  "
-            f"val_loss {row.get('val_loss', float('nan')):.4f}  "
             f"val ab error {row.get('val_ab_mae_t1', float('nan')):.2f}  "
-            f"{row['photos_per_s']:.1f} photos/s  {left / 60:.0f} min left"
+            f"{row['photos_per_s']:.1f} photos/s  {seconds:.0f} s"
         )
 
 
