@@ -17,6 +17,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO
@@ -28,6 +29,7 @@ JOURNAL_NAME = ".coloi-watch-journal.jsonl"
 
 RESULTS = ("done", "failed", "started", "retry")
 DEATHS_BEFORE_FAILED = 2
+SYNC_EVERY = 1.0  # seconds between fsyncs of the journal
 
 
 @dataclass(frozen=True)
@@ -122,6 +124,7 @@ class Journal:
                     self.entries[entry.source] = _after_restart(entry)
             self._compact()
         self._stream: IO[str] = path.open("a", encoding="utf-8")
+        self._synced = 0.0
 
     def _compact(self) -> None:
         """Rewrite the file with one line per source, atomically."""
@@ -140,9 +143,19 @@ class Journal:
             entry.signature.matches(signature) else None
 
     def record(self, source: str, signature: Signature, result: str, reason: str = "") -> None:
-        """A photo's result ("done", "failed"), or "retry": a fault that was not its own."""
+        """A photo's result ("done", "failed"), or "retry": a fault that was not its own.
+
+        Synced to disk at most once a second (a group commit): a line lost to a power cut
+        costs nothing, since an output without its line is adopted at the restart and a bad
+        photo without its line is only tried once more; an fsync per photo cost the daemon
+        a tenth of its speed.
+        """
+        now = time.monotonic()
+        sync = now - self._synced >= SYNC_EVERY
         self._write(Entry(source, signature.size, signature.mtime_ns, result, reason,
-                          signature.ctime_ns), sync=True)
+                          signature.ctime_ns), sync=sync)
+        if sync:
+            self._synced = now
 
     def begin(self, source: str, signature: Signature) -> None:
         """Note that this version of ``source`` is being read and colourised now.
@@ -166,6 +179,10 @@ class Journal:
 
     def close(self) -> None:
         try:
-            self._stream.close()
+            try:
+                self._stream.flush()
+                os.fsync(self._stream.fileno())
+            finally:
+                self._stream.close()
         finally:
             self._lock.close()  # closing the file lets go of its lock
