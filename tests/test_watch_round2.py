@@ -19,6 +19,7 @@ from tests.test_watch import (
     JOURNAL,
     daemon_after_one_photo,
     outputs,
+    reap_daemons,  # noqa: F401 (an autouse fixture: it must be in this module's namespace)
     start_daemon,
     stop,
     wait_for,
