@@ -286,6 +286,9 @@ def watch(
     settle: Annotated[float, typer.Option(
         min=0.0, help="Seconds a file must stay unchanged before it is read.")] = 1.0,
     poll_interval: Annotated[float, typer.Option(min=0.1, help="Seconds between polls.")] = 1.0,
+    rescan: Annotated[float, typer.Option(
+        min=1.0, help="Seconds between walks of the whole folder for photos that file events "
+                      "missed (if any are found, the daemon turns to polling).")] = 60.0,
     quality: QualityOption = 95,
     threads: ThreadsOption = None,
     model_dir: ModelDirOption = None,
@@ -315,7 +318,7 @@ def watch(
     colouriser = _colouriser(ctx, backend, model_dir, model, threads, pre, post)
     watcher = Watcher(folder, target, colouriser, Limits(max_pixels, max_bytes),
                       polling=polling, settle=settle, poll_interval=poll_interval,
-                      quality=quality, photo_timeout=photo_timeout)
+                      quality=quality, photo_timeout=photo_timeout, rescan=rescan)
     watcher.run()
 
 

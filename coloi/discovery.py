@@ -12,6 +12,7 @@ listed like files.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path, PurePath
 
 from coloi.errors import ColoiError
@@ -45,11 +46,43 @@ def find_photos(folder: Path) -> list[Path]:
     Only names are looked at: a path listed may be a broken link, or a FIFO named like a
     photo, which whoever reads it then reports.
     """
-    found = []
-    for directory, subfolders, files in os.walk(folder):
-        subfolders[:] = [name for name in subfolders if not is_hidden_or_temporary(name)]
-        found += [Path(directory, name) for name in files if is_photo_name(name)]
-    return sorted(found)
+    return sorted(path for path, _ in walk_photos(folder))
+
+
+def walk_photos(folder: Path) -> Iterator[tuple[Path, os.stat_result]]:
+    """Every photo under ``folder`` with its ``lstat``, in no particular order.
+
+    The walk keeps its own stack, so a tree thousands of levels deep is walked like any
+    other (a recursive walk dies of RecursionError). Folders that vanish or cannot be read
+    while walking are passed over.
+    """
+    stack = [folder]
+    while stack:
+        directory = stack.pop()
+        try:
+            with os.scandir(directory) as entries:
+                listed = list(entries)
+        except OSError:
+            continue
+        for entry in listed:
+            if is_hidden_or_temporary(entry.name):
+                continue
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(Path(entry.path))
+                elif is_photo_name(entry.name):
+                    yield Path(entry.path), entry.stat(follow_symlinks=False)
+            except OSError:  # removed meanwhile
+                continue
+
+
+def shown(name: str | PurePath) -> str:
+    """A file name as it may appear in a log line: quoted, with its control characters
+    escaped, when it has any (a newline in a name would otherwise forge a log line)."""
+    text = str(name)
+    if text.isprintable():
+        return text
+    return repr(text)
 
 
 def refuse_overlap(folder: Path, output_dir: Path) -> None:

@@ -72,3 +72,14 @@ def test_serve_unit_runs_the_real_command() -> None:
 
     port = inspect.signature(serve).parameters["port"].default
     assert "ReadWritePaths" not in text and f"SocketBindAllow=tcp:{port}" in text
+
+
+@pytest.mark.parametrize("unit", ["coloi-watch@.service", "user/coloi-watch.service"])
+def test_one_slow_photo_is_given_up_before_the_watchdog_kills_the_daemon(unit: str) -> None:
+    """Round 2, fault 4: with no photo time limit, one crafted file kept the daemon busy past
+    WatchdogSec; systemd killed it and restarted it into the same file."""
+    text = (REPO / "systemd" / unit).read_text()
+    match = re.search(r"(?:--photo-timeout |COLOI_PHOTO_TIMEOUT=)(\d+)", text)
+    watchdog = re.search(r"^WatchdogSec=(\d+)$", text, re.MULTILINE)
+    assert match and watchdog
+    assert 0 < int(match.group(1)) <= int(watchdog.group(1)) / 2

@@ -1,0 +1,111 @@
+"""Which paths are waiting to be read, and when each is ready: stable for ``settle`` seconds.
+
+Pure bookkeeping over a clock passed in by the caller, so it is tested without sleeping.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from coloi.discovery import is_hidden_or_temporary, is_photo_name, shown, walk_photos
+from coloi.journal import Journal, Signature
+
+log = logging.getLogger("coloi")
+
+
+@dataclass
+class _Pending:
+    signature: Signature | None
+    stable_since: float
+
+
+class Settler:
+    """Pending photos of one watched folder. ``count`` is told "skipped" (already done) or
+    "known_bad" (failed before, unchanged) for each photo that needs no work."""
+
+    def __init__(
+        self,
+        root: Path,
+        journal: Journal,
+        settle: float,
+        count: Callable[[str], None],
+        in_flight: Callable[[str], Signature | None] = lambda _: None,
+    ) -> None:
+        self.root, self.journal, self.settle = root, journal, settle
+        self.count, self.in_flight = count, in_flight
+        self.pending: dict[Path, _Pending] = {}
+
+    def escapes(self, path: Path) -> str | None:
+        """Why ``path`` must not be read: it leads (through a link, itself or a folder on the
+        way) outside the watched folder, or round in a loop; None if it stays inside."""
+        try:
+            real = path.resolve()
+        except (OSError, RuntimeError):  # RuntimeError: a link loop (Python 3.11, 3.12)
+            return "a link that leads round in a loop"
+        if self.root not in real.parents:
+            return "a link to outside the watched folder"
+        return None
+
+    def mark(self, path: Path, now: float) -> None:
+        """Note that ``path`` may have changed; a folder stands for every photo in it."""
+        if self.root not in path.parents:
+            return
+        # The discovery rule, for live events as for the backlog: nothing in a hidden or
+        # temporary folder (a ".thumbnails" cache, a folder still being copied as "x.tmp").
+        if any(map(is_hidden_or_temporary, path.relative_to(self.root).parts[:-1])):
+            return
+        if path.is_dir() and not path.is_symlink():
+            if not is_hidden_or_temporary(path.name):
+                for photo, _ in walk_photos(path):  # a folder moved or copied in
+                    self.mark(photo, now)
+        elif is_photo_name(path.name):
+            reason = self.escapes(path)
+            if reason:
+                log.warning("ignored %s: %s", shown(path.relative_to(self.root)), reason)
+                return
+            self.pending[path] = _Pending(None, now)
+
+    def mark_unsettled(self, now: float, backlog: bool = False) -> list[Path]:
+        """Walk the whole folder and mark each photo that is neither done, failed, pending
+        nor being written; returns them. At start (``backlog``) this is the backlog, and the
+        photos done or failed before are counted; later, it finds photos that file events
+        missed."""
+        missed = []
+        for path, stat in walk_photos(self.root):
+            relative = path.relative_to(self.root).as_posix()
+            signature = Signature.of_stat(stat)
+            settled = self.journal.settled(relative, signature)
+            if settled is not None and backlog:
+                self.count("skipped" if settled.result == "done" else "known_bad")
+            if path in self.pending or settled is not None or self.in_flight(relative) == signature:
+                continue
+            missed.append(path)
+            self.mark(path, now)
+        return missed
+
+    def ready(self, now: float) -> list[tuple[Path, Signature]]:
+        """Pending photos that have been stable for ``settle`` seconds, oldest first."""
+        ready = []
+        for path, state in list(self.pending.items()):
+            try:
+                signature = Signature.of_stat(os.stat(path))
+            except OSError:
+                del self.pending[path]  # deleted or moved away meanwhile
+                continue
+            if signature != state.signature:
+                self.pending[path] = _Pending(signature, now)
+            elif now - state.stable_since >= self.settle:
+                del self.pending[path]
+                relative = path.relative_to(self.root).as_posix()
+                settled = self.journal.settled(relative, signature)
+                if settled is None and self.in_flight(relative) != signature:
+                    ready.append((path, signature))
+                else:  # "already done" counts only photos that were done
+                    self.count(
+                        "skipped" if settled is None or settled.result == "done" else "known_bad"
+                    )
+        return ready
