@@ -147,6 +147,53 @@ def _check_complete(path: Path, data: bytes, fmt: str, header: Image.Image) -> N
         raise UnreadablePhoto(path, f"truncated {fmt.upper()} file")
 
 
+# A TIFF is a chain of IFDs, one per picture (page, reduced copy or mask). Pillow counts pages
+# by walking the chain in time that grows with the square of its length (minutes for a crafted
+# chain of 200,000), and turns each strip or tile into Python objects as it opens a page (GBs
+# for millions of them), so both are bounded first, by a walk over the file's own bytes.
+MAX_TIFF_IFDS = 64
+MAX_TIFF_STRIPS = 1 << 18
+_STRIP_OFFSET_TAGS = (273, 324)  # StripOffsets, TileOffsets
+
+
+def _check_tiff_structure(path: Path, data: bytes) -> None:
+    """Refuse a TIFF whose IFD chain loops, is longer than :data:`MAX_TIFF_IFDS`, or whose
+    pictures are cut into more than :data:`MAX_TIFF_STRIPS` strips or tiles. Damage of other
+    kinds (an offset past the end) is left for the decoder to report."""
+    order = "<" if data[:2] == b"II" else ">"
+    big = struct.unpack(order + "H", data[2:4])[0] == 43  # BigTIFF: 8-byte counts, offsets
+    if big:
+        entry = np.dtype([("tag", order + "u2"), ("type", order + "u2"),
+                          ("count", order + "u8"), ("value", order + "u8")])
+        offset, count_format, next_format = struct.unpack(order + "Q", data[8:16])[0], "Q", "Q"
+    else:
+        entry = np.dtype([("tag", order + "u2"), ("type", order + "u2"),
+                          ("count", order + "u4"), ("value", order + "u4")])
+        offset, count_format, next_format = struct.unpack(order + "I", data[4:8])[0], "H", "I"
+    count_size, next_size = struct.calcsize(count_format), struct.calcsize(next_format)
+    seen: set[int] = set()
+    while offset:
+        if offset in seen:
+            raise UnreadablePhoto(path, "corrupt TIFF file: its chain of pages loops")
+        if len(seen) == MAX_TIFF_IFDS:
+            raise UnreadablePhoto(path, f"TIFF file of over {MAX_TIFF_IFDS} pages: coloi "
+                                        f"reads single pictures only")
+        seen.add(offset)
+        if offset + count_size > len(data):
+            return
+        entries = struct.unpack(order + count_format, data[offset:offset + count_size])[0]
+        start = offset + count_size
+        end = start + entries * entry.itemsize
+        if end + next_size > len(data):
+            return
+        table = np.frombuffer(data, entry, count=entries, offset=start)
+        strips = table["count"][np.isin(table["tag"], _STRIP_OFFSET_TAGS)]
+        if strips.size and int(strips.max()) > MAX_TIFF_STRIPS:
+            raise PhotoTooLarge(path, f"TIFF picture cut into {int(strips.max()):,} strips or "
+                                      f"tiles, over the limit of {MAX_TIFF_STRIPS:,}")
+        offset = struct.unpack(order + next_format, data[end:end + next_size])[0]
+
+
 def _frame_count(header: Image.Image, fmt: str) -> int:
     """How many pictures the file holds: an animation's frames, or a TIFF's pages other than
     reduced-resolution copies and masks. A JPEG counts as one: the extra pictures of an MPO
@@ -317,6 +364,8 @@ def decode_photo(data: bytes, path: Path | str = "<bytes>", limits: Limits = Lim
 
 
 def _decode(path: Path, data: bytes, limits: Limits) -> Photo:
+    if data[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        _check_tiff_structure(path, data)
     header = Image.open(io.BytesIO(data))
     fmt = _PIL_FORMAT.get(header.format or "")
     if fmt is None:
