@@ -6,6 +6,7 @@ atomically, so a failed or interrupted photo leaves nothing behind.
 
 from __future__ import annotations
 
+import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -99,9 +100,24 @@ def _job(source: Path, relative: Path, output_dir: Path | None,
         return UnreadablePhoto(source, f"unknown image type {source.suffix!r} "
                                        f"(use --format to name the output format)")
     target = output_path(source, relative, output_dir, fmt)
-    if target.exists() and target.resolve() == source.resolve():
-        return UnwritableOutput(target, "output would replace its input")
+    try:
+        if output_exists(target) and target.resolve() == source.resolve():
+            return UnwritableOutput(target, "output would replace its input")
+    except UnwritableOutput as error:
+        return error
     return Job(source, target, chosen)
+
+
+def output_exists(target: Path) -> bool:
+    """Whether an output is there; an output path the system cannot even look up (a name
+    over its length limit, a loop of links) is an :class:`UnwritableOutput`."""
+    try:
+        os.stat(target)
+    except (FileNotFoundError, NotADirectoryError):  # the folder, when made, will say
+        return False
+    except OSError as error:
+        raise UnwritableOutput(target, f"cannot write ({error.strerror or error})") from None
+    return True
 
 
 def render(job: Job, colouriser: Colouriser, limits: Limits, quality: int = 95) -> bytes:
@@ -136,18 +152,33 @@ def render(job: Job, colouriser: Colouriser, limits: Limits, quality: int = 95) 
 def write_output(job: Job, data: bytes, overwrite: bool = False) -> None:
     """Write an encoded output atomically, making its folder; raises only PhotoError."""
     try:
-        job.target.parent.mkdir(parents=True, exist_ok=True)
+        _make_folders(job.target.parent)
     except OSError as error:
         raise UnwritableOutput(job.target.parent,
                                f"cannot create folder ({error.strerror or error})") from None
     write_atomically(job.target, data, overwrite=overwrite)
 
 
+def _make_folders(folder: Path) -> None:
+    """``folder`` and any missing folders above it. Not ``Path.mkdir(parents=True)`` or
+    ``os.makedirs``: both recurse once a level, and fail on a tree a few thousand deep."""
+    missing = []
+    while not folder.is_dir() and folder.parent != folder:
+        missing.append(folder)
+        folder = folder.parent
+    for each in reversed(missing):
+        try:
+            each.mkdir()
+        except FileExistsError:
+            if not each.is_dir():
+                raise
+
+
 def colourise_file(job: Job, colouriser: Colouriser, limits: Limits,
                    overwrite: bool = False, quality: int = 95) -> None:
     """Read, colourise and write one photo; raises only PhotoError, and leaves no partial
     output behind."""
-    if not overwrite and job.target.exists():
+    if not overwrite and output_exists(job.target):
         raise OutputExists(job.target, "output already exists (use --overwrite to replace it)")
     write_output(job, render(job, colouriser, limits, quality), overwrite)
 
@@ -168,9 +199,9 @@ def _run_one(item: Job | PhotoError, colouriser: Colouriser, limits: Limits, ove
     started = time.perf_counter()
     if isinstance(item, PhotoError):
         return Outcome(item.path, None, item, 0.0)
-    if skip_existing and not overwrite and item.target.exists():
-        return Outcome(item.source, item.target, None, 0.0, skipped=True)
     try:
+        if skip_existing and not overwrite and output_exists(item.target):
+            return Outcome(item.source, item.target, None, 0.0, skipped=True)
         colourise_file(item, colouriser, limits, overwrite, quality)
         return Outcome(item.source, item.target, None, time.perf_counter() - started)
     except PhotoError as error:

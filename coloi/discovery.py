@@ -43,13 +43,35 @@ def find_photos(folder: Path) -> list[Path]:
     """Every photo under ``folder`` by the rule above, recursively, sorted.
 
     Only names are looked at: a path listed may be a broken link, or a FIFO named like a
-    photo, which whoever reads it then reports.
+    photo, which whoever reads it then reports. A folder that cannot be listed is passed over.
+    The walk keeps its own stack of folders, so a tree of any depth is walked (recursion,
+    as in ``os.walk``, fails a few thousand folders down).
     """
     found = []
-    for directory, subfolders, files in os.walk(folder):
-        subfolders[:] = [name for name in subfolders if not is_hidden_or_temporary(name)]
-        found += [Path(directory, name) for name in files if is_photo_name(name)]
+    stack = [os.fspath(folder)]
+    while stack:
+        directory = stack.pop()
+        try:
+            with os.scandir(directory) as entries:
+                for entry in entries:
+                    if is_hidden_or_temporary(entry.name):
+                        continue
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(entry.path)
+                    elif entry.is_symlink() and _is_dir(entry):
+                        continue  # a linked folder is never entered, nor is it a photo
+                    elif is_photo_name(entry.name):
+                        found.append(Path(entry.path))
+        except OSError:
+            continue
     return sorted(found)
+
+
+def _is_dir(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
 
 
 def refuse_overlap(folder: Path, output_dir: Path) -> None:

@@ -12,12 +12,17 @@ holds it to that).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import os
+import re
+import secrets
+import socket
 import stat
 import struct
-import tempfile
+import threading
+import time
 import warnings
 import zlib
 from dataclasses import dataclass
@@ -501,43 +506,120 @@ def encode_photo(pixels: np.ndarray, fmt: str, exif: bytes | None = None,
     return out.getvalue()
 
 
+PARTIAL_SUFFIX = ".coloi-partial"
+# A partial's name says which process on which machine writes it, so that a later run can
+# tell one left by a killed process (removed) from one a live run is writing (never touched).
+_PARTIAL = re.compile(r"^\..*\.(?P<host>[0-9a-f]{8})-(?P<pid>\d+)-[0-9a-f]{8}"
+                      + re.escape(PARTIAL_SUFFIX) + "$")
+# Partials of coloi before they were named so, which no live run still writes after a day.
+_UNNAMED_PARTIAL_AGE = 24 * 3600.0
+_cleaned_folders: set[tuple[int, int]] = set()
+_cleaned_lock = threading.Lock()
+
+
 @functools.cache
-def _umask() -> int:
-    current = os.umask(0o022)
-    os.umask(current)
-    return current
+def _host() -> str:
+    return f"{zlib.crc32(socket.gethostname().encode()) & 0xFFFFFFFF:08x}"
+
+
+def _partial_name(name: str) -> str:
+    # Part of the name only: the whole of a long one (up to 255 bytes) plus the marks would be
+    # over the filesystem's limit.
+    return f".{name[:40]}.{_host()}-{os.getpid()}-{secrets.token_hex(4)}{PARTIAL_SUFFIX}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True  # someone else's process, or a number no process can have: leave it
+    return True
+
+
+def _remove_stale_partials(folder: int) -> None:
+    """Delete, once per folder and process, the partials a killed coloi left in ``folder``
+    (an open descriptor): those of a process of this machine that no longer runs, and unnamed
+    ones a day old. Their outputs were never renamed into place; the photos are done again."""
+    info = os.fstat(folder)
+    with _cleaned_lock:
+        if (info.st_dev, info.st_ino) in _cleaned_folders:
+            return
+        _cleaned_folders.add((info.st_dev, info.st_ino))
+    now = time.time()
+    with os.scandir(folder) as entries:
+        names = [e.name for e in entries
+                 if e.name.startswith(".") and e.name.endswith(PARTIAL_SUFFIX)]
+    for name in names:
+        match = _PARTIAL.match(name)
+        try:
+            if match is not None:
+                stale = match["host"] == _host() and not _alive(int(match["pid"]))
+            else:
+                stale = now - os.stat(name, dir_fd=folder,
+                                      follow_symlinks=False).st_mtime > _UNNAMED_PARTIAL_AGE
+            if stale:
+                os.unlink(name, dir_fd=folder)
+        except OSError:
+            continue  # gone meanwhile, or not ours to remove
 
 
 def write_atomically(path: Path, data: bytes, overwrite: bool = False) -> None:
-    """Write ``data`` to ``path`` all at once: a hidden temporary file in the same folder, then
-    a rename. Without ``overwrite`` an existing file is never replaced, even in a race."""
-    if not overwrite and path.exists():
-        raise OutputExists(path, "output already exists (use --overwrite to replace it)")
+    """Write ``data`` to ``path`` all at once: a hidden partial file in the same folder, then a
+    rename. Without ``overwrite`` an existing file is never replaced, even in a race.
+
+    The folder is opened once and every step names files relative to it, so a path longer
+    than the system's limit (a tree thousands of folders deep) is written all the same, and
+    partials a killed coloi left in the folder are removed first.
+    """
+    try:
+        folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY
+                         | getattr(os, "O_CLOEXEC", 0))
+    except OSError as error:
+        raise UnwritableOutput(path, f"cannot write ({error.strerror or error})") from None
     temporary = None
     try:
-        # Part of the name only: the whole of a long one (up to 255 bytes) plus the temporary
-        # marks would be over the filesystem's limit.
-        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name[:40]}.",
-                                             suffix=".coloi-partial")
-        os.fchmod(handle, 0o666 & ~_umask())  # mkstemp makes 0600; outputs are ordinary files
+        if not overwrite and _exists_in(folder, path.name):
+            raise OutputExists(path, "output already exists (use --overwrite to replace it)")
+        _remove_stale_partials(folder)
+        while temporary is None:
+            name = _partial_name(path.name)
+            try:
+                # Mode 0666 less the umask, as any output; O_EXCL: never someone else's file.
+                handle = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL
+                                 | getattr(os, "O_CLOEXEC", 0), 0o666, dir_fd=folder)
+            except FileExistsError:
+                continue
+            temporary = name
         with os.fdopen(handle, "wb") as stream:
             stream.write(data)
             stream.flush()
             os.fsync(stream.fileno())
         if overwrite:
-            os.replace(temporary, path)
+            os.replace(temporary, path.name, src_dir_fd=folder, dst_dir_fd=folder)
         else:
-            try:
-                os.link(temporary, path)  # fails if path appeared meanwhile
+            try:  # fails if path appeared meanwhile
+                os.link(temporary, path.name, src_dir_fd=folder, dst_dir_fd=folder)
             except FileExistsError:
                 raise OutputExists(path, "output already exists "
                                          "(use --overwrite to replace it)") from None
             except OSError:  # filesystems without hard links
-                if path.exists():
+                if _exists_in(folder, path.name):
                     raise OutputExists(path, "output already exists") from None
-                os.replace(temporary, path)
+                os.replace(temporary, path.name, src_dir_fd=folder, dst_dir_fd=folder)
     except OSError as error:
         raise UnwritableOutput(path, f"cannot write ({error.strerror or error})") from None
     finally:
-        if temporary is not None and os.path.exists(temporary):
-            os.unlink(temporary)
+        if temporary is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary, dir_fd=folder)
+        os.close(folder)
+
+
+def _exists_in(folder: int, name: str) -> bool:
+    try:
+        os.stat(name, dir_fd=folder)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    return True

@@ -20,7 +20,7 @@ from PIL import Image
 
 from coloi.errors import UnreadablePhoto
 from coloi.imageio import read_photo
-from tests.conftest import natural_photo, run_coloi
+from tests.conftest import BACKENDS, natural_photo, run_coloi
 
 
 def _in_subprocess(code: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
@@ -92,3 +92,158 @@ def test_a_one_page_tiff_of_the_same_layout_is_read(tmp_path: Path) -> None:
     single = tmp_path / "one.tif"
     single.write_bytes(_tiff_chain(1))
     assert read_photo(single).pixels.shape == (1, 1)
+
+
+# -- fault 7: tracebacks from deep trees, long names, manifests, models and config files -----
+
+
+def _png(path: Path, seed: int = 0) -> Path:
+    Image.fromarray(natural_photo(48, 64, seed)[:, :, ::-1]).save(path)
+    return path
+
+
+def _one_error_line(stderr: str) -> str:
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in stderr, stderr
+    return lines[0]
+
+
+DEPTH = 2_000
+
+
+@pytest.fixture
+def deep_tree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """``in/d/d/.../d/deep.png``, 2,000 folders deep, named relative to the working folder
+    (``tmp_path``), so that no path is over the kernel's limit of 4,096 bytes; removed
+    without recursion (shutil.rmtree would itself hit Python's recursion limit)."""
+    monkeypatch.chdir(tmp_path)
+    folders = [Path("in")]
+    for _ in range(DEPTH):
+        folders.append(folders[-1] / "d")
+    for folder in folders:
+        folder.mkdir()
+    _png(folders[-1] / "deep.png")
+    _png(Path("in", "top.png"), seed=1)
+    yield folders[-1] / "deep.png"
+    for root in (Path("in"), Path("o")):
+        if not root.exists():
+            continue
+        leaf = root.joinpath(*["d"] * DEPTH)
+        for level in range(DEPTH, -1, -1):
+            folder = root.joinpath(*["d"] * level)
+            if folder.exists():
+                for file in folder.iterdir():
+                    if not file.is_dir():
+                        file.unlink()
+                folder.rmdir()
+        assert not leaf.exists()
+
+
+def test_discovery_walks_a_tree_2000_folders_deep(deep_tree: Path) -> None:
+    from coloi.discovery import find_photos
+
+    assert find_photos(Path("in")) == [deep_tree, Path("in", "top.png")]
+
+
+def test_run_colourises_a_photo_2000_folders_deep(deep_tree: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "coloi", "run", "-b", "tflite", "in",
+                             "-o", "o"], capture_output=True, text=True, timeout=120,
+                            check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert Path("o", deep_tree.relative_to("in")).is_file()
+    assert Path("o", "top.png").is_file()
+
+
+def test_a_name_whose_output_name_is_too_long_fails_only_that_photo(tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    long_name = _png(folder / ("a" * 251 + ".png"))  # 255 bytes, the most a name may have
+    _png(folder / "b.png", seed=1)
+    result = run_coloi("run", "-b", "tflite", folder)
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if "error" in line or "aaaa" in line]
+    assert len(errors) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert long_name.stem in errors[0] and "too long" in errors[0].lower()
+    assert (folder / "b_colourised.png").is_file()
+
+
+@pytest.fixture
+def model_copy(tmp_path: Path) -> Path:
+    """A model folder holding the shipped manifest and the shipped LiteRT model."""
+    from tests.conftest import MODELS
+
+    copy = tmp_path / "models"
+    copy.mkdir()
+    (copy / "manifest.json").write_bytes((MODELS / "manifest.json").read_bytes())
+    (copy / "coloi-int8.tflite").write_bytes((MODELS / "coloi-int8.tflite").read_bytes())
+    return copy
+
+
+def _edit_manifest(folder: Path, **fields: object) -> Path:
+    import json
+
+    manifest = folder / "manifest.json"
+    data = json.loads(manifest.read_text())
+    for entry in data["models"]:
+        if entry["format"] == "tflite":
+            entry.update(fields)
+    manifest.write_text(json.dumps(data))
+    return manifest
+
+
+@pytest.mark.parametrize("field, value", [("name", 5), ("file", 5), ("file", ["a"]),
+                                          ("sha256", 5), ("input_size", "big"),
+                                          ("input_size", True), ("input_size", -256),
+                                          ("input_size", 1.5)])
+def test_a_manifest_field_of_the_wrong_type_is_one_line(cli, model_copy: Path,
+                                                        sample_photo: Path, field: str,
+                                                        value: object) -> None:
+    manifest = _edit_manifest(model_copy, **{field: value})
+    result = cli("run", "-b", "tflite", "--model-dir", model_copy, sample_photo)
+    assert result.exit_code == 1
+    line = _one_error_line(result.stderr)
+    assert str(manifest) in line and repr(field) in line, line
+
+
+def test_a_manifest_entry_that_is_not_an_object_is_one_line(cli, model_copy: Path,
+                                                            sample_photo: Path) -> None:
+    manifest = model_copy / "manifest.json"
+    manifest.write_text('{"models": ["coloi-int8.tflite"]}')
+    result = cli("run", "-b", "tflite", "--model-dir", model_copy, sample_photo)
+    assert result.exit_code == 1
+    assert str(manifest) in _one_error_line(result.stderr)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_garbage_model_with_a_matching_sha256_is_one_line(cli, tmp_path: Path,
+                                                            sample_photo: Path,
+                                                            backend: str) -> None:
+    import hashlib
+    import json
+
+    from tests.conftest import MODELS
+
+    copy = tmp_path / "models"
+    copy.mkdir()
+    data = json.loads((MODELS / "manifest.json").read_text())
+    garbage = np.random.default_rng(0).bytes(50_000)
+    for entry in data["models"]:
+        (copy / entry["file"]).write_bytes(garbage)
+        entry["sha256"] = hashlib.sha256(garbage).hexdigest()
+    (copy / "manifest.json").write_text(json.dumps(data))
+    result = cli("run", "-b", backend, "--model-dir", copy, sample_photo)
+    assert result.exit_code == 1
+    line = _one_error_line(result.stderr)
+    assert str(copy) in line and "cannot load" in line, line
+
+
+@pytest.mark.parametrize("content", [b"run = 5\n", b'[run]\nbackend = "tfl\xffite"\n',
+                                     b"\xff\xfe[run]\n"])
+def test_a_broken_config_file_is_one_line_naming_it(cli, tmp_path: Path, sample_photo: Path,
+                                                    content: bytes) -> None:
+    config = tmp_path / "config.toml"
+    config.write_bytes(content)
+    result = cli("run", "-b", "tflite", sample_photo, env={"COLOI_CONFIG": str(config)})
+    assert result.exit_code == 1
+    assert str(config) in _one_error_line(result.stderr)
+    assert not sample_photo.with_name("chelsea_colourised.jpg").exists()
