@@ -138,8 +138,9 @@ def render(job: Job, colouriser: Colouriser, limits: Limits, quality: int = 95) 
         # and decoders meet every kind of damaged file: whatever they raise fails this one
         # photo, by name, and must not end a batch or the daemon (which systemd would only
         # restart into the same photo).
+        reason = " ".join(str(error).split())  # OpenCV's messages span several lines
         raise PhotoError(job.source, f"colourisation failed ({type(error).__name__}: "
-                                     f"{error})") from None
+                                     f"{reason})") from None
     try:
         return encode_photo(photo.pixels, job.format, photo.exif, photo.icc_profile, quality)
     except MemoryError:

@@ -81,6 +81,9 @@ def read_config(path: Path) -> dict[str, Any]:
             return tomllib.load(handle)
     except FileNotFoundError:
         return {}
+    except UnicodeDecodeError as error:  # tomllib decodes the whole file first
+        raise ConfigError(f"{path}: unreadable config file (not UTF-8: byte "
+                          f"{error.object[error.start]:#04x} at offset {error.start})") from None
     except (OSError, tomllib.TOMLDecodeError) as error:
         raise ConfigError(f"{path}: unreadable config file ({error})") from None
 

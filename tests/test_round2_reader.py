@@ -103,9 +103,13 @@ def _png(path: Path, seed: int = 0) -> Path:
 
 
 def _one_error_line(stderr: str) -> str:
+    """The one error line of a failed command, whose every line is coloi's own (a warning,
+    such as tf-gpu's about a missing GPU, may come before it)."""
     lines = stderr.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in stderr, stderr
-    return lines[0]
+    assert all(line.startswith("coloi: ") for line in lines), stderr
+    errors = [line for line in lines if line.startswith("coloi: error: ")]
+    assert len(errors) == 1, stderr
+    return errors[0]
 
 
 DEPTH = 2_000
