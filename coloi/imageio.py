@@ -21,6 +21,8 @@ import secrets
 import socket
 import stat
 import struct
+import sys
+import tempfile
 import threading
 import time
 import warnings
@@ -233,6 +235,47 @@ def _decoded_by_pillow(header: Image.Image, fmt: str) -> bool:
     return tuple(tags.get(338, ())) == (2,) and set(tags.get(258, (8,))) == {8}
 
 
+# libjpeg does not fail on damaged entropy-coded data: it warns on stderr ("Corrupt JPEG data:
+# premature end of data segment") and fills the rest with grey, which would be colourised and
+# "done". Its warnings are caught while a JPEG decodes and become the reason it is refused.
+_JPEG_DAMAGE = ("Corrupt JPEG data", "Premature end of JPEG file")
+# Junk before the end-of-image marker, which many cameras write, loses no pixel.
+_JPEG_HARMLESS = "extraneous bytes before marker 0xd9"
+_stderr_lock = threading.Lock()
+_stderr_capture: list[io.BufferedRandom] = []
+
+
+def _opencv_decode(path: Path, data: bytes, fmt: str) -> np.ndarray | None:
+    buffer = np.frombuffer(data, np.uint8)
+    if fmt != "jpeg":
+        return cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
+    with _stderr_lock:  # file descriptor 2 is the process's: one capture at a time
+        if not _stderr_capture:
+            _stderr_capture.append(tempfile.TemporaryFile())
+        capture = _stderr_capture[0]
+        capture.seek(0)
+        capture.truncate()
+        sys.stderr.flush()
+        saved = os.dup(2)
+        try:
+            os.dup2(capture.fileno(), 2)
+            decoded = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        capture.seek(0)
+        lines = capture.read().decode("utf-8", "replace").splitlines()
+    damage = [line for line in lines
+              if line.startswith(_JPEG_DAMAGE) and _JPEG_HARMLESS not in line]
+    others = [line for line in lines if not line.startswith(_JPEG_DAMAGE)]
+    if others:  # not libjpeg's about this photo (another thread's): passed on as it was
+        os.write(2, ("\n".join(others) + "\n").encode())
+    if damage:
+        raise UnreadablePhoto(path, f"corrupt JPEG data, part of the picture is missing "
+                                    f"(libjpeg: {damage[0].strip()})")
+    return decoded
+
+
 def _pillow_pixels(header: Image.Image) -> np.ndarray:
     header.seek(0)
     if _has_alpha(header):
@@ -396,7 +439,7 @@ def _decode(path: Path, data: bytes, limits: Limits) -> Photo:
     if _decoded_by_pillow(header, fmt):
         decoded = _pillow_pixels(header)
     else:
-        decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+        decoded = _opencv_decode(path, data, fmt)
     if decoded is None or decoded.size == 0:
         raise UnreadablePhoto(path, f"corrupt {fmt.upper()} data")
     pixels = _normalise_channels(path, _normalise_depth(path, decoded), _has_alpha(header))

@@ -251,3 +251,130 @@ def test_a_broken_config_file_is_one_line_naming_it(cli, tmp_path: Path, sample_
     assert result.exit_code == 1
     assert str(config) in _one_error_line(result.stderr)
     assert not sample_photo.with_name("chelsea_colourised.jpg").exists()
+
+
+# -- fault 9: start-up that hangs or ends in silence ----------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["device", "fifo"])
+def test_a_model_file_that_is_not_a_regular_file_fails_at_once(model_copy: Path,
+                                                               sample_photo: Path,
+                                                               kind: str) -> None:
+    import os
+
+    if kind == "device":
+        target = "/dev/zero"  # endless: hashing it would never finish
+    else:
+        target = str(model_copy / "model.fifo")  # blocks whoever opens it for a writer
+        os.mkfifo(target)
+    _edit_manifest(model_copy, file=target)
+    result = run_coloi("run", "-b", "tflite", "--model-dir", model_copy, sample_photo,
+                       timeout=30)
+    assert result.returncode == 1
+    line = _one_error_line(result.stderr)
+    assert target in line and "not a regular file" in line, line
+
+
+def _plugin(tmp_path: Path, source: str) -> Path:
+    """A third-party plugin distribution ``bad-plugin`` whose module is ``source``."""
+    from tests.test_plugin_control import fake_distribution
+
+    return fake_distribution(tmp_path / "site", "bad-plugin", {"bad": "bad_plugin"},
+                             {"bad_plugin": source})
+
+
+def test_a_plugin_that_exits_at_import_fails_the_run(tmp_path: Path,
+                                                     sample_photo: Path) -> None:
+    from tests.test_plugin_control import coloi
+
+    site = _plugin(tmp_path, "import sys\nsys.exit(0)\n")
+    result = coloi(site, "run", "-b", "tflite", sample_photo)
+    assert result.returncode == 1
+    line = _one_error_line(result.stderr)
+    assert "'bad'" in line and "SystemExit" in line and "--block-plugin bad" in line, line
+    assert not sample_photo.with_name("chelsea_colourised.jpg").exists()
+    # Blocked, it is not imported at all.
+    assert coloi(site, "--block-plugin", "bad", "run", "-b", "tflite",
+                 sample_photo).returncode == 0
+
+
+def test_a_plugin_that_hangs_at_import_is_given_up(tmp_path: Path, sample_photo: Path) -> None:
+    from tests.test_plugin_control import coloi
+
+    site = _plugin(tmp_path, "import time\nwhile True:\n    time.sleep(1)\n")
+    result = coloi(site, "run", "-b", "tflite", sample_photo,
+                   COLOI_PLUGIN_IMPORT_TIMEOUT="2")
+    assert result.returncode == 1
+    line = _one_error_line(result.stderr)
+    assert "'bad'" in line and "2 s" in line and "--block-plugin bad" in line, line
+
+
+# -- fault 8: outputs that were wrong and yet "done" -----------------------------------------
+
+
+def _jpeg_with_a_hole() -> bytes:
+    """A 640x480 JPEG whose middle third of entropy-coded data is zeros, as a disk or a
+    transfer leaves it: libjpeg decodes it with a warning and fills the rest with grey."""
+    import cv2
+
+    photo = cv2.resize(natural_photo(96, 128), (640, 480))
+    data = bytearray(cv2.imencode(".jpg", photo, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes())
+    scan, end = data.rfind(b"\xff\xda"), data.rfind(b"\xff\xd9")
+    start, stop = scan + (end - scan) // 3, scan + 2 * (end - scan) // 3
+    data[start:stop] = bytes(stop - start)
+    return bytes(data)
+
+
+def test_a_jpeg_with_a_zero_filled_hole_is_refused_with_its_reason(tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "hole.jpg").write_bytes(_jpeg_with_a_hole())
+    _png(folder / "fine.png")
+    result = run_coloi("run", "-b", "tflite", folder, "-o", tmp_path / "out")
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert all(line.startswith("coloi: ") for line in lines), result.stderr  # nothing bare
+    errors = [line for line in lines if "hole.jpg" in line]
+    assert len(errors) == 1 and "corrupt JPEG data" in errors[0], result.stderr
+    assert not (tmp_path / "out" / "hole.jpg").exists()
+    assert (tmp_path / "out" / "fine.png").is_file()
+
+
+def test_the_shipped_jpegs_decode_without_a_warning() -> None:
+    from tests.conftest import SAMPLES
+
+    for photo in SAMPLES.glob("*.jpg"):
+        assert read_photo(photo).pixels.size
+
+
+@pytest.mark.parametrize("output", [True, False])
+def test_a_gif_and_a_png_of_one_name_get_two_outputs(tmp_path: Path, output: bool) -> None:
+    from coloi.color import bgr_to_lab
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    Image.fromarray(natural_photo(48, 64, 1)[:, :, ::-1]).convert("L").save(folder / "b.gif")
+    _png(folder / "b.png", seed=2)
+    target = ["-o", tmp_path / "out"] if output else []
+    result = run_coloi("run", "-b", "tflite", folder, *target)
+    assert result.returncode == 0, result.stderr
+    written = sorted(Path(line) for line in result.stdout.split())
+    assert len(written) == 2 and written[0] != written[1]
+    for path in written:
+        lab = bgr_to_lab(np.asarray(Image.open(path).convert("RGB"))[:, :, ::-1].copy())
+        assert np.abs(lab[:, :, 1:]).mean() > 1.0  # each one colourised
+    if output:  # a PNG's output keeps its name
+        assert tmp_path / "out" / "b.png" in written
+
+
+def test_two_inputs_meant_for_one_output_fail_one_of_them(tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    _png(folder / "c.png")
+    Image.fromarray(natural_photo(48, 64, 3)[:, :, ::-1]).save(folder / "c.jpg")
+    result = run_coloi("run", "-b", "tflite", folder, "-f", "png", "-o", tmp_path / "out")
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if "error" in line or "c.png" in line
+              and "colourised" not in line]
+    assert len(errors) == 1 and "c.jpg" in errors[0] and "c.png" in errors[0], result.stderr
+    assert result.stdout.split() == [str(tmp_path / "out" / "c.png")]
