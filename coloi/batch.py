@@ -54,14 +54,19 @@ class Job:
 
 def output_path(source: Path, relative: Path, output_dir: Path | None, fmt: str | None) -> Path:
     """Where a source's output goes: ``output_dir/relative`` or beside it, marked as coloured.
-    It keeps the source's suffix unless ``fmt`` (or a source format coloi does not write)
-    asks for another."""
+
+    It keeps the source's suffix unless ``fmt`` asks for another. A source in a format coloi
+    does not write (GIF) keeps its suffix and gains the output's (``b.gif`` -> ``b.gif.png``),
+    so that it never takes the output name of the PNG beside it (``b.png``).
+    """
+    name = source.stem
     if fmt is None and source.suffix.lower() not in IMAGE_SUFFIXES:
         fmt = SUFFIX_FORMAT.get(source.suffix.lower())
+        name = source.name
     suffix = FORMAT_SUFFIX[fmt] if fmt else source.suffix
     if output_dir is None:
-        return source.with_name(f"{source.stem}{COLOURISED_SUFFIX}{suffix}")
-    return (output_dir / relative).with_suffix(suffix)
+        return source.with_name(f"{name}{COLOURISED_SUFFIX}{suffix}")
+    return (output_dir / relative).with_name(f"{name}{suffix}")
 
 
 def plan_jobs(inputs: Iterable[Path], output_dir: Path | None,
@@ -72,8 +77,24 @@ def plan_jobs(inputs: Iterable[Path], output_dir: Path | None,
     names and folders are passed over); a file named on the command line is always tried.
 
     Links are followed (a link given by name, and links to files inside a folder); a link in a
-    folder that leads nowhere is reported rather than passed over in silence.
+    folder that leads nowhere is reported rather than passed over in silence. A source whose
+    output is that of a source before it is an error, not a job.
     """
+    claimed: dict[Path, Path] = {}  # output -> the source that has it
+    for item in _plan(inputs, output_dir, fmt):
+        if isinstance(item, Job):
+            first = claimed.setdefault(item.target, item.source)
+            if first != item.source:
+                # Two sources, one output (c.jpg and c.png with --format png): the second
+                # would find the first's output there, and look done without being done.
+                yield UnwritableOutput(item.source, f"its output {item.target} is also the "
+                                                    f"output of {first}; rename one of them")
+                continue
+        yield item
+
+
+def _plan(inputs: Iterable[Path], output_dir: Path | None,
+          fmt: str | None) -> Iterator[Job | PhotoError]:
     for argument in inputs:
         if argument.is_dir():
             for path in find_photos(argument):
