@@ -175,7 +175,7 @@ def run(
     model: ModelOption = None,
     pre: PreOption = None,
     post: PostOption = None,
-    max_pixels: MaxPixelsOption = 100_000_000,
+    max_pixels: MaxPixelsOption = 60_000_000,
     max_bytes: MaxBytesOption = 1 << 30,
 ) -> None:
     """Colourise photos and folders of photos.
@@ -301,7 +301,7 @@ def watch(
     model: ModelOption = None,
     pre: PreOption = None,
     post: PostOption = None,
-    max_pixels: MaxPixelsOption = 100_000_000,
+    max_pixels: MaxPixelsOption = 60_000_000,
     max_bytes: MaxBytesOption = 1 << 30,
     photo_timeout: Annotated[float | None, typer.Option(
         "--photo-timeout", min=0.01, help="Give up a photo that takes longer than this many "

@@ -150,9 +150,13 @@ def test_discovery_walks_a_tree_2000_folders_deep(deep_tree: Path) -> None:
 
 
 def test_run_colourises_a_photo_2000_folders_deep(deep_tree: Path) -> None:
-    result = subprocess.run([sys.executable, "-m", "coloi", "run", "-b", "tflite", "in",
-                             "-o", "o"], capture_output=True, text=True, timeout=120,
-                            check=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "coloi", "run", "-b", "tflite", "in", "-o", "o"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert Path("o", deep_tree.relative_to("in")).is_file()
     assert Path("o", "top.png").is_file()
@@ -195,13 +199,22 @@ def _edit_manifest(folder: Path, **fields: object) -> Path:
     return manifest
 
 
-@pytest.mark.parametrize("field, value", [("name", 5), ("file", 5), ("file", ["a"]),
-                                          ("sha256", 5), ("input_size", "big"),
-                                          ("input_size", True), ("input_size", -256),
-                                          ("input_size", 1.5)])
-def test_a_manifest_field_of_the_wrong_type_is_one_line(cli, model_copy: Path,
-                                                        sample_photo: Path, field: str,
-                                                        value: object) -> None:
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("name", 5),
+        ("file", 5),
+        ("file", ["a"]),
+        ("sha256", 5),
+        ("input_size", "big"),
+        ("input_size", True),
+        ("input_size", -256),
+        ("input_size", 1.5),
+    ],
+)
+def test_a_manifest_field_of_the_wrong_type_is_one_line(
+    cli, model_copy: Path, sample_photo: Path, field: str, value: object
+) -> None:
     manifest = _edit_manifest(model_copy, **{field: value})
     result = cli("run", "-b", "tflite", "--model-dir", model_copy, sample_photo)
     assert result.exit_code == 1
@@ -209,8 +222,9 @@ def test_a_manifest_field_of_the_wrong_type_is_one_line(cli, model_copy: Path,
     assert str(manifest) in line and repr(field) in line, line
 
 
-def test_a_manifest_entry_that_is_not_an_object_is_one_line(cli, model_copy: Path,
-                                                            sample_photo: Path) -> None:
+def test_a_manifest_entry_that_is_not_an_object_is_one_line(
+    cli, model_copy: Path, sample_photo: Path
+) -> None:
     manifest = model_copy / "manifest.json"
     manifest.write_text('{"models": ["coloi-int8.tflite"]}')
     result = cli("run", "-b", "tflite", "--model-dir", model_copy, sample_photo)
@@ -219,9 +233,9 @@ def test_a_manifest_entry_that_is_not_an_object_is_one_line(cli, model_copy: Pat
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_a_garbage_model_with_a_matching_sha256_is_one_line(cli, tmp_path: Path,
-                                                            sample_photo: Path,
-                                                            backend: str) -> None:
+def test_a_garbage_model_with_a_matching_sha256_is_one_line(
+    cli, tmp_path: Path, sample_photo: Path, backend: str
+) -> None:
     import hashlib
     import json
 
@@ -241,10 +255,12 @@ def test_a_garbage_model_with_a_matching_sha256_is_one_line(cli, tmp_path: Path,
     assert str(copy) in line and "cannot load" in line, line
 
 
-@pytest.mark.parametrize("content", [b"run = 5\n", b'[run]\nbackend = "tfl\xffite"\n',
-                                     b"\xff\xfe[run]\n"])
-def test_a_broken_config_file_is_one_line_naming_it(cli, tmp_path: Path, sample_photo: Path,
-                                                    content: bytes) -> None:
+@pytest.mark.parametrize(
+    "content", [b"run = 5\n", b'[run]\nbackend = "tfl\xffite"\n', b"\xff\xfe[run]\n"]
+)
+def test_a_broken_config_file_is_one_line_naming_it(
+    cli, tmp_path: Path, sample_photo: Path, content: bytes
+) -> None:
     config = tmp_path / "config.toml"
     config.write_bytes(content)
     result = cli("run", "-b", "tflite", sample_photo, env={"COLOI_CONFIG": str(config)})
@@ -257,9 +273,9 @@ def test_a_broken_config_file_is_one_line_naming_it(cli, tmp_path: Path, sample_
 
 
 @pytest.mark.parametrize("kind", ["device", "fifo"])
-def test_a_model_file_that_is_not_a_regular_file_fails_at_once(model_copy: Path,
-                                                               sample_photo: Path,
-                                                               kind: str) -> None:
+def test_a_model_file_that_is_not_a_regular_file_fails_at_once(
+    model_copy: Path, sample_photo: Path, kind: str
+) -> None:
     import os
 
     if kind == "device":
@@ -268,8 +284,7 @@ def test_a_model_file_that_is_not_a_regular_file_fails_at_once(model_copy: Path,
         target = str(model_copy / "model.fifo")  # blocks whoever opens it for a writer
         os.mkfifo(target)
     _edit_manifest(model_copy, file=target)
-    result = run_coloi("run", "-b", "tflite", "--model-dir", model_copy, sample_photo,
-                       timeout=30)
+    result = run_coloi("run", "-b", "tflite", "--model-dir", model_copy, sample_photo, timeout=30)
     assert result.returncode == 1
     line = _one_error_line(result.stderr)
     assert target in line and "not a regular file" in line, line
@@ -279,12 +294,12 @@ def _plugin(tmp_path: Path, source: str) -> Path:
     """A third-party plugin distribution ``bad-plugin`` whose module is ``source``."""
     from tests.test_plugin_control import fake_distribution
 
-    return fake_distribution(tmp_path / "site", "bad-plugin", {"bad": "bad_plugin"},
-                             {"bad_plugin": source})
+    return fake_distribution(
+        tmp_path / "site", "bad-plugin", {"bad": "bad_plugin"}, {"bad_plugin": source}
+    )
 
 
-def test_a_plugin_that_exits_at_import_fails_the_run(tmp_path: Path,
-                                                     sample_photo: Path) -> None:
+def test_a_plugin_that_exits_at_import_fails_the_run(tmp_path: Path, sample_photo: Path) -> None:
     from tests.test_plugin_control import coloi
 
     site = _plugin(tmp_path, "import sys\nsys.exit(0)\n")
@@ -294,16 +309,14 @@ def test_a_plugin_that_exits_at_import_fails_the_run(tmp_path: Path,
     assert "'bad'" in line and "SystemExit" in line and "--block-plugin bad" in line, line
     assert not sample_photo.with_name("chelsea_colourised.jpg").exists()
     # Blocked, it is not imported at all.
-    assert coloi(site, "--block-plugin", "bad", "run", "-b", "tflite",
-                 sample_photo).returncode == 0
+    assert coloi(site, "--block-plugin", "bad", "run", "-b", "tflite", sample_photo).returncode == 0
 
 
 def test_a_plugin_that_hangs_at_import_is_given_up(tmp_path: Path, sample_photo: Path) -> None:
     from tests.test_plugin_control import coloi
 
     site = _plugin(tmp_path, "import time\nwhile True:\n    time.sleep(1)\n")
-    result = coloi(site, "run", "-b", "tflite", sample_photo,
-                   COLOI_PLUGIN_IMPORT_TIMEOUT="2")
+    result = coloi(site, "run", "-b", "tflite", sample_photo, COLOI_PLUGIN_IMPORT_TIMEOUT="2")
     assert result.returncode == 1
     line = _one_error_line(result.stderr)
     assert "'bad'" in line and "2 s" in line and "--block-plugin bad" in line, line
@@ -374,7 +387,74 @@ def test_two_inputs_meant_for_one_output_fail_one_of_them(tmp_path: Path) -> Non
     Image.fromarray(natural_photo(48, 64, 3)[:, :, ::-1]).save(folder / "c.jpg")
     result = run_coloi("run", "-b", "tflite", folder, "-f", "png", "-o", tmp_path / "out")
     assert result.returncode == 1
-    errors = [line for line in result.stderr.splitlines() if "error" in line or "c.png" in line
-              and "colourised" not in line]
+    errors = [
+        line
+        for line in result.stderr.splitlines()
+        if "error" in line or "c.png" in line and "colourised" not in line
+    ]
     assert len(errors) == 1 and "c.jpg" in errors[0] and "c.png" in errors[0], result.stderr
     assert result.stdout.split() == [str(tmp_path / "out" / "c.png")]
+
+
+# -- fault 11: memory within the default limits ----------------------------------------------
+
+
+def _png_16bit(path: Path, width: int, height: int) -> Path:
+    """A 16-bit RGB PNG of smooth rows, written a row at a time: 100 MP in 2.3 MB."""
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(body))
+            + kind
+            + body
+            + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+        )
+
+    row = b"\x00" + (bytes(range(256)) * (width * 6 // 256 + 1))[: width * 6]
+    deflate = zlib.compressobj(6)
+    idat = b"".join(deflate.compress(row) for _ in range(height)) + deflate.flush()
+    header = struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+    )
+    return path
+
+
+def test_a_100_mp_16_bit_png_is_refused_before_decoding(tmp_path: Path) -> None:
+    scan = _png_16bit(tmp_path / "scan.png", 10_000, 10_000)
+    # Decoding alone would take 600 MB; the peak of the whole process stays far below it.
+    result = _in_subprocess(
+        "import resource; from pathlib import Path; from coloi.imageio import read_photo\n"
+        f"try: read_photo(Path({str(scan)!r}))\n"
+        "except Exception as error: print(type(error).__name__, error)\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)\n"
+    )
+    assert result.returncode == 0, result.stderr
+    refusal, peak_mb = result.stdout.strip().splitlines()
+    assert refusal.startswith("PhotoTooLarge") and "10000x10000 pixels" in refusal, refusal
+    assert int(peak_mb) < 400, f"{peak_mb} MB: the photo was decoded"
+
+
+def test_a_tiff_cut_into_too_many_strips_is_refused(tmp_path: Path) -> None:
+    strips = 300_000  # one row each of a 1-pixel-wide picture: 300,000 pixels in all
+    offsets_at = 8 + 2 + 12 * 8 + 4
+    counts_at = offsets_at + 4 * strips
+    pixel_at = counts_at + 2 * strips
+    entries = [
+        (256, 3, 1, 1),
+        (257, 4, 1, strips),
+        (258, 3, 1, 8),
+        (259, 3, 1, 1),
+        (262, 3, 1, 1),
+        (273, 4, strips, offsets_at),
+        (278, 3, 1, 1),
+        (279, 3, strips, counts_at),
+    ]
+    data = b"II*\x00" + struct.pack("<IH", 8, len(entries))
+    data += b"".join(struct.pack("<HHII", *entry) for entry in entries) + struct.pack("<I", 0)
+    data += struct.pack("<I", pixel_at) * strips + struct.pack("<H", 1) * strips + b"\x80"
+    crafted = tmp_path / "strips.tif"
+    crafted.write_bytes(data)
+    with pytest.raises(UnreadablePhoto, match=r"strips\.tif: .*300,000 strips"):
+        read_photo(crafted)
