@@ -7,6 +7,7 @@ atomically, so a failed or interrupted photo leaves nothing behind.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -233,23 +234,36 @@ def _run_one(item: Job | PhotoError, colouriser: Colouriser, limits: Limits, ove
 def run_jobs(items: Iterable[Job | PhotoError], colouriser: Colouriser, limits: Limits,
              overwrite: bool = False, skip_existing: bool = False, quality: int = 95,
              report: Callable[[Outcome], None] = lambda outcome: None,
-             workers: int = 2) -> list[Outcome]:
+             workers: int = 2, stop: threading.Event | None = None) -> list[Outcome]:
     """Run every job, carrying on past failures; outcomes are reported in input order.
 
     With several ``workers``, one photo's decoding and encoding overlap another's inference
-    (OpenCV and Pillow release the GIL; the colouriser serialises the backend itself).
+    (OpenCV and Pillow release the GIL; the colouriser serialises the backend itself). Once
+    ``stop`` is set (Ctrl-C, say), no photo is started any more: those already started are
+    finished and reported, and the outcomes so far returned.
     """
     outcomes = []
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         # A bounded window of photos in flight keeps memory flat on long batches.
         pending: deque[Future[Outcome]] = deque()
+
+        def finish_first() -> None:
+            future = pending.popleft()
+            if future.cancel():
+                return  # not started: stopped before it was
+            outcomes.append(future.result())
+            report(outcomes[-1])
+
         for item in items:
+            if stop is not None and stop.is_set():
+                break
             pending.append(pool.submit(_run_one, item, colouriser, limits, overwrite,
                                        skip_existing, quality))
             if len(pending) > workers:
-                outcomes.append(pending.popleft().result())
-                report(outcomes[-1])
+                finish_first()
         while pending:
-            outcomes.append(pending.popleft().result())
-            report(outcomes[-1])
+            if stop is not None and stop.is_set():
+                for future in pending:
+                    future.cancel()
+            finish_first()
     return outcomes

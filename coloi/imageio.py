@@ -32,7 +32,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
 from coloi.errors import (
     ColoiError,
@@ -45,6 +45,10 @@ from coloi.errors import (
 
 # We enforce our own pixel limit (Limits.max_pixels) before decoding.
 Image.MAX_IMAGE_PIXELS = None
+# Pillow refuses a PNG chunk that inflates to over 1 MiB (as a decompression bomb), colour
+# profiles included, and large scanner and printer profiles are bigger: a photo carrying one
+# was "corrupt". 16 MiB still stops a bomb (text chunks stay bound by MAX_TEXT_MEMORY as well).
+PngImagePlugin.MAX_TEXT_CHUNK = max(PngImagePlugin.MAX_TEXT_CHUNK, 16 << 20)
 # A damaged file gets one line from coloi naming it and the reason; the decoders' own warnings
 # about it (OpenCV's log, Pillow's warnings about metadata we drop anyway) would only add
 # unnamed lines to it. OPENCV_LOG_LEVEL still wins for whoever debugs OpenCV.

@@ -458,3 +458,112 @@ def test_a_tiff_cut_into_too_many_strips_is_refused(tmp_path: Path) -> None:
     crafted.write_bytes(data)
     with pytest.raises(UnreadablePhoto, match=r"strips\.tif: .*300,000 strips"):
         read_photo(crafted)
+
+
+# -- fault 12: an interrupted run, a killed one, a large colour profile ----------------------
+
+
+def test_ctrl_c_on_run_says_what_was_written(tmp_path: Path) -> None:
+    import os
+    import shutil
+    import signal
+
+    import cv2
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for index in range(40):
+        cv2.imwrite(
+            str(folder / f"p{index:02}.jpg"),
+            cv2.resize(natural_photo(96, 128, index), (1600, 1200)),
+        )
+    coloi = shutil.which("coloi", path=str(Path(sys.executable).parent)) or "coloi"
+    process = subprocess.Popen(
+        [coloi, "run", "-b", "tflite", str(folder), "-o", str(tmp_path / "out")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    first = process.stdout.readline()  # one photo written: the run is well under way
+    os.kill(process.pid, signal.SIGINT)
+    # Read through the same buffered streams as readline (communicate would lose what that
+    # buffered); stderr holds a line or two, so reading stdout first cannot block it.
+    rest = process.stdout.read()
+    assert process.stderr is not None
+    stderr = process.stderr.read()
+    process.wait(timeout=60)
+    assert process.returncode == 130, stderr
+    reported = [Path(line) for line in (first + rest).split()]
+    written = sorted((tmp_path / "out").iterdir())
+    assert sorted(reported) == written and 1 <= len(written) < 40  # each one reported
+    summary = stderr.strip().splitlines()[-1]
+    assert summary.startswith("coloi: interrupted: ") and "Traceback" not in stderr, stderr
+    assert f"{len(written)} colourised" in summary and f"{40 - len(written)} not done" in summary
+
+
+def test_a_rerun_removes_what_a_killed_run_left_half_written(tmp_path: Path) -> None:
+    import os
+
+    from coloi.imageio import _partial_name
+
+    out = tmp_path / "out"
+    out.mkdir()
+    # A writer killed mid-write, by the real naming of partial files.
+    killed = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import os, sys; from pathlib import Path\n"
+            "from coloi.imageio import _partial_name\n"
+            f"Path({str(out)!r}, _partial_name('a.png')).write_bytes(b'half a photo')\n"
+            "os.kill(os.getpid(), 9)\n",
+        ],
+        check=False,
+    )
+    assert killed.returncode == -9
+    (left,) = out.iterdir()
+    live = out / _partial_name("b.png")  # this process is alive: a run that is still writing
+    live.write_bytes(b"being written")
+    foreign = out / ".c.png.x7Gh2k9q.coloi-partial"  # unnamed, and recent: not known to be dead
+    foreign.write_bytes(b"?")
+    photo = _png(tmp_path / "a.png")
+    result = run_coloi("run", "-b", "tflite", photo, "-o", out)
+    assert result.returncode == 0, result.stderr
+    assert not left.exists()
+    assert live.exists() and foreign.exists()
+    assert (out / "a.png").is_file()
+    old = os.stat(foreign).st_mtime - 2 * 24 * 3600  # an unnamed one two days old is stale
+    os.utime(foreign, (old, old))
+    (out / "a.png").unlink()
+    import coloi.imageio
+
+    coloi.imageio._cleaned_folders.clear()
+    result = run_coloi("run", "-b", "tflite", photo, "-o", out)
+    assert result.returncode == 0 and not foreign.exists() and live.exists()
+
+
+def test_a_png_with_a_colour_profile_over_a_megabyte_keeps_it(tmp_path: Path) -> None:
+    import zlib
+
+    rng = np.random.default_rng(0)
+    size = 1_200_000  # a little over 1 MiB, as large printer and scanner profiles are
+    header = bytearray(128)
+    header[0:4] = struct.pack(">I", size)
+    header[12:16], header[16:20], header[20:24], header[36:40] = b"mntr", b"RGB ", b"XYZ ", b"acsp"
+    profile = bytes(header) + rng.bytes(size - 128)  # tables are not very compressible
+    plain = io.BytesIO()
+    Image.fromarray(natural_photo(48, 64)[:, :, ::-1]).save(plain, format="PNG")
+    data = plain.getvalue()
+    body = b"profile\x00\x00" + zlib.compress(profile)
+    iccp = (
+        struct.pack(">I", len(body))
+        + b"iCCP"
+        + body
+        + struct.pack(">I", zlib.crc32(b"iCCP" + body) & 0xFFFFFFFF)
+    )
+    source = tmp_path / "profiled.png"
+    source.write_bytes(data[:33] + iccp + data[33:])  # after IHDR
+    result = run_coloi("run", "-b", "tflite", source, "-o", tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    assert read_photo(tmp_path / "out" / "profiled.png").icc_profile == profile
