@@ -80,8 +80,13 @@ def lab_to_bgr(lightness_plane: np.ndarray, ab: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(cv2.merge([lightness_plane, ab]), cv2.COLOR_Lab2BGR)
 
 
-def lab_to_depth(lightness_plane: np.ndarray, ab: np.ndarray, bit_depth: int,
-                 alpha: np.ndarray | None = None, rows: int = 256) -> np.ndarray:
+def lab_to_depth(
+    lightness_plane: np.ndarray,
+    ab: np.ndarray,
+    bit_depth: int,
+    alpha: np.ndarray | None = None,
+    rows: int = 256,
+) -> np.ndarray:
     """``to_depth(lab_to_bgr(lightness_plane, ab), bit_depth)``, with ``alpha`` as a fourth
     channel if given: the same pixels, made a band of ``rows`` rows at a time, so that the two
     full-size float32 images between (24 bytes a pixel, 2.4 GB for a 100 MP scan) are never

@@ -259,7 +259,8 @@ def _opencv_decode(path: Path, data: bytes, fmt: str) -> np.ndarray | None:
         return cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
     with _stderr_lock:  # file descriptor 2 is the process's: one capture at a time
         if not _stderr_capture:
-            _stderr_capture.append(tempfile.TemporaryFile())
+            # Kept open for the process's life, reused by every JPEG (nothing to close per file).
+            _stderr_capture.append(tempfile.TemporaryFile())  # noqa: SIM115
         capture = _stderr_capture[0]
         capture.seek(0)
         capture.truncate()

@@ -69,7 +69,7 @@ def _field(manifest: Path, number: int, entry: dict[str, Any], key: str, kind: t
     value = entry[key]
     # bool is an int to Python, not to a manifest's reader.
     if not isinstance(value, kind) or isinstance(value, bool) or not value or (
-            kind is int and value < 1):
+            isinstance(value, int) and value < 1):
         wanted = "a positive whole number" if kind is int else "a non-empty string"
         raise ModelError(f"{manifest}: model {number}: field {key!r} must be {wanted}, "
                          f"not {value!r:.60}")
@@ -120,13 +120,13 @@ def find_model(model_format: str, model_dir: Path | None = None,
     folder = model_dir or default_model_dir()
     manifest = folder / MANIFEST
     entries = read_manifest(folder)
-    for number, entry in enumerate(entries, start=1):
-        if entry["format"] == model_format and name in (None, entry["name"]):
-            break
-    else:
+    chosen = next(((number, entry) for number, entry in enumerate(entries, start=1)
+                   if entry["format"] == model_format and name in (None, entry["name"])), None)
+    if chosen is None:
         wanted = f"model {name!r} of format {model_format!r}" if name else (
             f"no {model_format!r} model")
         raise ModelError(f"{manifest}: {wanted} is not listed")
+    number, entry = chosen
     sha256 = _field(manifest, number, entry, "sha256", str).lower()
     if not re.fullmatch(r"[0-9a-f]{64}", sha256):
         raise ModelError(f"{manifest}: model {number}: field 'sha256' must be 64 hexadecimal "

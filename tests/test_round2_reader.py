@@ -390,7 +390,7 @@ def test_two_inputs_meant_for_one_output_fail_one_of_them(tmp_path: Path) -> Non
     errors = [
         line
         for line in result.stderr.splitlines()
-        if "error" in line or "c.png" in line and "colourised" not in line
+        if "error" in line or ("c.png" in line and "colourised" not in line)
     ]
     assert len(errors) == 1 and "c.jpg" in errors[0] and "c.png" in errors[0], result.stderr
     assert result.stdout.split() == [str(tmp_path / "out" / "c.png")]
