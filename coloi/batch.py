@@ -249,8 +249,8 @@ def run_jobs(items: Iterable[Job | PhotoError], colouriser: Colouriser, limits: 
 
         def finish_first() -> None:
             future = pending.popleft()
-            if future.cancel():
-                return  # not started: stopped before it was
+            if future.cancelled():
+                return  # stopped before it started
             outcomes.append(future.result())
             report(outcomes[-1])
 

@@ -424,11 +424,14 @@ def _png_16bit(path: Path, width: int, height: int) -> Path:
 def test_a_100_mp_16_bit_png_is_refused_before_decoding(tmp_path: Path) -> None:
     scan = _png_16bit(tmp_path / "scan.png", 10_000, 10_000)
     # Decoding alone would take 600 MB; the peak of the whole process stays far below it.
+    # VmHWM, not getrusage: Linux carries ru_maxrss over from the forking process (pytest,
+    # with TensorFlow loaded) across exec.
     result = _in_subprocess(
-        "import resource; from pathlib import Path; from coloi.imageio import read_photo\n"
+        "from pathlib import Path; from coloi.imageio import read_photo\n"
         f"try: read_photo(Path({str(scan)!r}))\n"
         "except Exception as error: print(type(error).__name__, error)\n"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)\n"
+        "status = Path('/proc/self/status').read_text().split('VmHWM:')[1]\n"
+        "print(int(status.split()[0]) // 1024)\n"
     )
     assert result.returncode == 0, result.stderr
     refusal, peak_mb = result.stdout.strip().splitlines()
