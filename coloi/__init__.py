@@ -28,7 +28,7 @@ __version__ = "0.1.0"
 hookimpl = pluggy.HookimplMarker("coloi")
 
 if TYPE_CHECKING:
-    from coloi.api import Colouriser, colourise, read_photo, write_photo
+    from coloi.api import Colouriser, colourise, encode_photo, read_photo, write_photo
     from coloi.errors import (
         ColoiError,
         OutputExists,
@@ -41,7 +41,8 @@ if TYPE_CHECKING:
 # Public name -> the module that defines it.
 _LAZY = {
     "Colouriser": "coloi.api", "colourise": "coloi.api", "write_photo": "coloi.api",
-    "read_photo": "coloi.api", "Photo": "coloi.imageio", "Limits": "coloi.imageio",
+    "read_photo": "coloi.api", "encode_photo": "coloi.api", "Photo": "coloi.imageio",
+    "Limits": "coloi.imageio",
     "ColoiError": "coloi.errors", "PhotoError": "coloi.errors",
     "UnreadablePhoto": "coloi.errors", "OutputExists": "coloi.errors",
     "UnwritableOutput": "coloi.errors",
@@ -49,8 +50,8 @@ _LAZY = {
 
 __all__ = [
     "ColoiError", "Colouriser", "Limits", "OutputExists", "Photo", "PhotoError",
-    "UnreadablePhoto", "UnwritableOutput", "__version__", "colourise", "hookimpl", "read_photo",
-    "write_photo",
+    "UnreadablePhoto", "UnwritableOutput", "__version__", "colourise", "encode_photo", "hookimpl",
+    "read_photo", "write_photo",
 ]
 
 

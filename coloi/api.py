@@ -11,11 +11,13 @@ an argument of the wrong kind.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, overload
+from typing import TYPE_CHECKING, Any, overload
 
 import cv2
 import numpy as np
@@ -29,16 +31,20 @@ from coloi.imageio import (
     Limits,
     Photo,
     decode_photo,
-    encode_photo,
     write_atomically,
 )
+from coloi.imageio import encode_photo as _encode_pixels
 from coloi.imageio import read_photo as _read_file_photo
 from coloi.options import parse_spec
 from coloi.pipeline import Pipeline
 from coloi.settings import PluginSettings
 from coloi.steps import PostprocessStep, PreprocessStep, parse_step_spec
 
-__all__ = ["Colouriser", "Limits", "Photo", "colourise", "read_photo", "write_photo"]
+if TYPE_CHECKING:
+    from coloi.plugin_host import Registry
+
+__all__ = ["Colouriser", "Limits", "Photo", "colourise", "encode_photo", "read_photo",
+           "write_photo"]
 
 PathLike = str | os.PathLike[str]
 # The output format for a decoded input format: its own, except GIF (coloi does not write it).
@@ -69,29 +75,52 @@ class Colouriser:
                  model_dir: PathLike | None = None, model: str | None = None,
                  threads: int | None = None, limits: Limits | None = None, quality: int = 95,
                  plugins: PluginSettings | Iterable[str] = ()) -> None:
-        if isinstance(pre, str) or isinstance(post, str):
-            raise TypeError("pre and post are sequences of steps: write pre=['autolevels']")
         self.limits = limits or Limits()
         self.quality = quality
-        registry = None
-        if isinstance(backend, str) or any(isinstance(s, str) for s in (*pre, *post)):
-            from coloi.plugin_host import get_registry
-
-            registry = get_registry(plugins)
-
-        def built(kind: str, step: Any) -> Any:
-            return registry.step(kind, *parse_step_spec(step)) if (
-                registry and isinstance(step, str)) else step
-
-        preprocess = [built("preprocess", step) for step in pre]
-        postprocess = [built("postprocess", step) for step in post]
+        self._plugins = plugins
+        self._registry: Registry | None = None
+        preprocess, postprocess = self._steps(pre, post)
         if isinstance(backend, str):
-            assert registry is not None
             name, options = parse_spec(backend, "backend", BackendOptionError)
             settings = BackendSettings(Path(model_dir) if model_dir is not None else None,
                                        model, threads, options)
-            backend = registry.backend(name)(settings)  # type: ignore[call-arg]
+            backend = self._plugin_registry().backend(name)(settings)  # type: ignore[call-arg]
         self._pipeline: Pipeline | None = Pipeline(backend, preprocess, postprocess)
+
+    def _plugin_registry(self) -> Registry:
+        if self._registry is None:  # loaded on first need: not at all for built instances
+            from coloi.plugin_host import get_registry
+
+            self._registry = get_registry(self._plugins)
+        return self._registry
+
+    def _steps(self, pre: Sequence[str | PreprocessStep], post: Sequence[str | PostprocessStep],
+               ) -> tuple[list[PreprocessStep], list[PostprocessStep]]:
+        if isinstance(pre, str) or isinstance(post, str):
+            raise TypeError("pre and post are sequences of steps: write pre=['autolevels']")
+
+        def built(kind: str, step: Any) -> Any:
+            return self._plugin_registry().step(kind, *parse_step_spec(step)) if (
+                isinstance(step, str)) else step
+
+        return ([built("preprocess", step) for step in pre],
+                [built("postprocess", step) for step in post])
+
+    def with_steps(self, *, pre: Sequence[str | PreprocessStep] | None = None,
+                   post: Sequence[str | PostprocessStep] | None = None) -> Colouriser:
+        """A Colouriser on this one's loaded backend (nothing is loaded again) with other
+        steps: ``pre`` or ``post`` replace this one's when given. Its calls into the backend
+        are serialised with this one's, so both may be used from several threads at once.
+        Unknown steps or options raise :class:`coloi.ColoiError`, as when building one."""
+        pipeline = self.pipeline
+        preprocess, postprocess = self._steps(
+            pipeline.preprocess if pre is None else pre,
+            pipeline.postprocess if post is None else post)
+        other = copy.copy(self)
+        # dataclasses.replace keeps the backend lock: one lock for every user of the backend.
+        other._pipeline = dataclasses.replace(pipeline, preprocess=preprocess,
+                                              postprocess=postprocess)
+        return other
 
     @property
     def pipeline(self) -> Pipeline:
@@ -160,8 +189,8 @@ class Colouriser:
             raise TypeError(f"cannot colourise a {type(image).__name__}: give a path, bytes, "
                             f"a PIL image or a NumPy array")
         out = _colourise_photo(pipeline, photo)
-        return encode_photo(out.pixels, _OUTPUT_FORMAT[photo.format], out.exif,
-                            out.icc_profile, self.quality)
+        return _encode_pixels(out.pixels, _OUTPUT_FORMAT[photo.format], out.exif,
+                              out.icc_profile, self.quality)
 
 
 def _colourise_photo(pipeline: Pipeline, photo: Photo) -> Photo:
@@ -240,19 +269,40 @@ def colourise(image: np.ndarray | Image.Image | Photo | bytes | PathLike, *,
         return colouriser.colourise(image)
 
 
-def read_photo(source: bytes | PathLike, *, limits: Limits | None = None) -> Photo:
+def read_photo(source: bytes | PathLike, *, limits: Limits | None = None,
+               name: str = "<bytes>") -> Photo:
     """Decode a photo file (or its encoded bytes) as ``coloi run`` does: checked to be a
     complete, single picture within ``limits`` (default :class:`coloi.Limits`), EXIF
     orientation applied (the pixels are upright), its EXIF and ICC profile kept for
-    :func:`write_photo`.
+    :func:`write_photo`. ``name`` is what errors call encoded bytes (an upload's file name,
+    say); it is never opened.
 
     The pixels of the :class:`coloi.Photo` are in OpenCV's BGR order; ``photo.rgb`` gives
     Pillow's RGB. Raises :class:`coloi.UnreadablePhoto` naming the file and the reason.
     """
     limits = limits or Limits()
     if isinstance(source, bytes | bytearray | memoryview):
-        return decode_photo(bytes(source), "<bytes>", limits)
+        return decode_photo(bytes(source), name, limits)
     return _read_file_photo(Path(source), limits)
+
+
+def encode_photo(photo: Photo, format: str | None = None, *, quality: int = 95,
+                 name: str = "<photo>") -> bytes:
+    """``photo`` encoded as :func:`write_photo` writes it, in memory: ``format`` (jpeg, png,
+    tiff, webp or bmp) defaults to the photo's own (GIF gives PNG); 16-bit pixels stay 16-bit
+    in PNG and TIFF; EXIF and an RGB ICC profile are carried over.
+
+    Raises :class:`coloi.PhotoError` naming ``name`` when the format cannot hold the photo (a
+    WebP over 16383 pixels on a side), :class:`coloi.ColoiError` for an unknown format.
+    """
+    chosen = format or _OUTPUT_FORMAT.get(photo.format, "png")
+    if chosen not in FORMAT_SUFFIX:
+        raise ColoiError(f"{name}: unknown output format {chosen!r} "
+                         f"(choose from {', '.join(FORMAT_SUFFIX)})")
+    try:
+        return _encode_pixels(photo.pixels, chosen, photo.exif, photo.icc_profile, quality)
+    except (ValueError, OSError) as error:
+        raise PhotoError(name, f"cannot encode it as {chosen.upper()} ({error})") from None
 
 
 def write_photo(photo: Photo, path: PathLike, *, format: str | None = None,
@@ -270,9 +320,6 @@ def write_photo(photo: Photo, path: PathLike, *, format: str | None = None,
         raise ColoiError(f"{target}: unknown output format {format or target.suffix!r} "
                          f"(choose from {', '.join(FORMAT_SUFFIX)})")
     assert chosen is not None
-    try:
-        data = encode_photo(photo.pixels, chosen, photo.exif, photo.icc_profile, quality)
-    except (ValueError, OSError) as error:
-        raise PhotoError(target, f"cannot encode it as {chosen.upper()} ({error})") from None
+    data = encode_photo(photo, chosen, quality=quality, name=str(target))
     write_atomically(target, data, overwrite=overwrite)
     return target

@@ -288,16 +288,7 @@ def plugins(
     Backends and steps take their options as NAME:key=value,key=value (--backend, --pre,
     --post, or the config file).
     """
-    registry = _registry(ctx)
-    rows: list[dict[str, Any]] = [
-        {"name": r.name, "kind": r.kind, "plugin": r.plugin, "distribution": r.distribution,
-         "version": r.version, "description": r.cls.description,
-         "available": (r.cls.unavailable_reason() or "yes") if r.kind == "backend" else "yes"}
-        for r in registry.all()]
-    if options:
-        for row, registration in zip(rows, registry.all(), strict=True):
-            row["options"] = [option.describe(name)
-                              for name, option in registration.cls.options().items()]
+    rows = _registry(ctx).describe(options)
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
@@ -369,6 +360,72 @@ def watch(
     watcher.run()
 
 
+@app.command()
+def serve(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option(
+        help="Address to listen on. Anything but a loopback address (127.0.0.1, ::1, "
+             "localhost) needs --token.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port (0: any free one).")] = 8008,
+    token: Annotated[str | None, typer.Option(
+        help="Bearer token the API requires (Authorization: Bearer TOKEN) and the page asks "
+             "for once; at least 16 characters. Prefer $COLOI_TOKEN to the command line, "
+             "which other users can see.", show_default=False)] = None,
+    cors_origin: Annotated[list[str] | None, typer.Option(
+        "--cors-origin", help="Let pages from this origin (https://photos.example) call the "
+                              "API; repeatable. Without it, no CORS headers are sent.")] = None,
+    workers: Annotated[int | None, typer.Option(
+        min=1, help="Photos colourised at once (default: the CPU cores coloi may use).")] = None,
+    queue: Annotated[int | None, typer.Option(
+        min=0, help="Requests that may wait for a worker; more are answered 503 with "
+                    "Retry-After (default: 4 per worker).")] = None,
+    backend: BackendOption = "auto",
+    quality: QualityOption = 95,
+    threads: ThreadsOption = None,
+    model_dir: ModelDirOption = None,
+    model: ModelOption = None,
+    pre: PreOption = None,
+    post: PostOption = None,
+    max_pixels: MaxPixelsOption = 50_000_000,
+    max_bytes: MaxBytesOption = 100 << 20,
+    access_log: Annotated[bool, typer.Option(help="Log one line per request.")] = True,
+) -> None:
+    r"""Colourise photos over HTTP: an API under /v1 and a page at / for the browser.
+
+    The backend loads once; photos are colourised by a bounded pool of workers. POST a photo
+    to /v1/colourise (the raw body or the multipart field 'file') to get it back colourised;
+    the API is described at /openapi.json. Runs until SIGTERM or Ctrl-C (exit status 0).
+
+    Needs the serve extra: pip install 'coloi\[serve]'.
+    """
+    import os
+
+    try:
+        import python_multipart  # noqa: F401
+        import starlette  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as error:
+        fail(f"coloi serve needs {error.name or 'its extra'}: pip install 'coloi[serve]'")
+    from coloi.imageio import Limits
+    from coloi.serve.app import ServeSettings, create_app
+    from coloi.serve.server import check_access, listen, run_server
+
+    check_access(host, token)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    workers = workers or cores or 1
+    settings = ServeSettings(token=token, cors_origins=tuple(cors_origin or ()),
+                             workers=workers, queue=4 * workers if queue is None else queue,
+                             limits=Limits(max_pixels, max_bytes), quality=quality)
+    sock = listen(host, port)
+    try:
+        colouriser = _colouriser(ctx, backend, model_dir, model, threads, pre, post)
+        plugins = _registry(ctx).describe(options=True)
+    except BaseException:
+        sock.close()
+        raise
+    run_server(create_app(colouriser, plugins, settings), sock, access_log)
+
+
 def _need_keras(command: str) -> None:
     import importlib.util
     import os
@@ -421,6 +478,11 @@ def train(
     time_budget: Annotated[float | None, typer.Option(
         min=0.5, help="Minutes to train for: the learning rate follows a cosine over the "
                       "epochs that fit, and --epochs becomes an upper bound.")] = None,
+    freeze_encoder: Annotated[bool, typer.Option(
+        "--freeze-encoder", help="Keep the ImageNet encoder as loaded; train only the "
+                                 "decoder (less overfitting on few photos).")] = False,
+    weight_decay: Annotated[float, typer.Option(
+        min=0.0, help="Decoupled weight decay (AdamW); 0 is plain Adam.")] = 0.0,
     cache_dir: Annotated[Path | None, typer.Option(
         help="Folder to keep the decoded photo packs in between runs.")] = None,
     rebalance: Annotated[float, typer.Option(
@@ -460,8 +522,8 @@ def train(
                          cache_dir=str(cache_dir) if cache_dir else None, rebalance=rebalance,
                          init_weights=str(init_weights) if init_weights else None,
                          encoder=encoder, pack_side=pack_side, workers=workers,
-                         min_crop=min_crop,
-                         time_budget_min=time_budget)
+                         min_crop=min_crop, time_budget_min=time_budget,
+                         freeze_encoder=freeze_encoder, weight_decay=weight_decay)
     train_run(run_dir, None if resume else config, resume, say=typer.echo)
 
 

@@ -23,6 +23,11 @@ class UnreadablePhoto(PhotoError):
     """The input is missing, empty, truncated, not an image or in an unsupported form."""
 
 
+class NotAPhoto(UnreadablePhoto):
+    """The input is not an image at all, or one in a format coloi does not read (as opposed
+    to a damaged photo of a format it does read)."""
+
+
 class MissingPhoto(UnreadablePhoto):
     """The input is not there: never was, or was removed before it could be read."""
 

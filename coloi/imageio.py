@@ -37,6 +37,7 @@ from PIL import Image, PngImagePlugin
 from coloi.errors import (
     ColoiError,
     MissingPhoto,
+    NotAPhoto,
     OutputExists,
     PhotoTooLarge,
     UnreadablePhoto,
@@ -415,9 +416,9 @@ def decode_photo(data: bytes, path: Path | str = "<bytes>", limits: Limits = Lim
         raise UnreadablePhoto(path, "not enough memory to decode it") from None
     except _DECODER_ERRORS:
         known = _format_by_signature(data)
-        reason = (f"corrupt or truncated {known.upper()} file" if known
-                  else "not an image, or an unsupported format")
-        raise UnreadablePhoto(path, reason) from None
+        if known is None:
+            raise NotAPhoto(path, "not an image, or an unsupported format") from None
+        raise UnreadablePhoto(path, f"corrupt or truncated {known.upper()} file") from None
 
 
 def _decode(path: Path, data: bytes, limits: Limits) -> Photo:
@@ -426,7 +427,7 @@ def _decode(path: Path, data: bytes, limits: Limits) -> Photo:
     header = Image.open(io.BytesIO(data))
     fmt = _PIL_FORMAT.get(header.format or "")
     if fmt is None:
-        raise UnreadablePhoto(path, f"unsupported format {header.format}")
+        raise NotAPhoto(path, f"unsupported format {header.format}")
     width, height = header.size
     if width < 1 or height < 1:
         raise UnreadablePhoto(path, f"corrupt {fmt.upper()} file: it claims {width}x{height} "

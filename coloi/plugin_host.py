@@ -64,6 +64,23 @@ class Registry:
         return [*self.backends.values(), *self.preprocessors.values(),
                 *self.postprocessors.values()]
 
+    def describe(self, options: bool = False) -> list[dict[str, Any]]:
+        """Each backend and step as ``coloi plugins --json`` lists it (and ``GET /v1/plugins``
+        of ``coloi serve``): name, kind, plugin, distribution, version, description,
+        availability, and with ``options`` each one's options."""
+        rows: list[dict[str, Any]] = []
+        for r in self.all():
+            row = {"name": r.name, "kind": r.kind, "plugin": r.plugin,
+                   "distribution": r.distribution, "version": r.version,
+                   "description": r.cls.description,
+                   "available": (r.cls.unavailable_reason() or "yes") if r.kind == "backend"
+                   else "yes"}
+            if options:
+                row["options"] = [option.describe(name)
+                                  for name, option in r.cls.options().items()]
+            rows.append(row)
+        return rows
+
     def backend(self, name: str) -> type[Backend]:
         """The backend class called ``name``; ``auto`` picks the best available one here."""
         if name == "auto":

@@ -1,4 +1,5 @@
-"""coloi's built-in preprocess steps: ``autolevels``, ``denoise`` and ``crop-border``.
+"""coloi's built-in preprocess steps: ``autolevels``, ``unfade``, ``denoise``, ``crop-border``,
+``repair`` (in its own module, plugins/repair.py) and ``auto``, the usual chain for old prints.
 
 They work on the grey photo, (H, W) float32 in [0, 1], before the backend sees it, and are
 registered through the public ``coloi_register_preprocessors`` hook like any plugin's steps.
@@ -13,6 +14,7 @@ import numpy as np
 
 from coloi import hookimpl
 from coloi.steps import Option, PreprocessStep
+from coloi_plugins.repair import Repair
 
 # Histogram bins for percentiles: 1/4096 is finer than an 8-bit level, and a histogram is one
 # pass over the photo where np.percentile would sort a copy of it.
@@ -98,6 +100,73 @@ class Denoise(PreprocessStep):
         return np.clip(out, 0.0, 1.0, out=out)
 
 
+_SHOULDER = 0.9  # unfade: where the highlights start to roll off instead of clipping
+
+
+def _roll_off(stretched: np.ndarray, top: float) -> np.ndarray:
+    """Levels above ``_SHOULDER`` compressed so that ``top`` (the brightest) lands on 1 and
+    nothing is clipped; the curve is continuous and rising, the levels below untouched."""
+    span = 1.0 - _SHOULDER
+    reach = max(top - _SHOULDER, 1e-6)
+    scale = span / (1.0 - np.exp(-reach / span))
+    high = stretched > _SHOULDER
+    excess = stretched[high] - np.float32(_SHOULDER)
+    stretched[high] = _SHOULDER + scale * (1.0 - np.exp(-excess / span))
+    return stretched
+
+
+class Unfade(PreprocessStep):
+    """Restore the black point and contrast of a faded, low-contrast or yellowed print.
+
+    The darkest ``black`` percentile becomes black and the ``white`` percentile white, like
+    ``autolevels``, but the few levels brighter than that are rolled off smoothly instead of
+    clipped, so highlights keep their detail; the stretch is limited to ``max_gain`` times, so
+    a photo that is flat on purpose (fog, a blank wall) is not blown into noise. ``strength``
+    blends between the scan (0) and the full correction (1). A yellowed or sepia scan needs
+    nothing more: coloi reads its luminance.
+    """
+
+    name = "unfade"
+    description = "restore the black point and contrast of a faded print, highlights kept"
+    strength = Option(float, 1.0, "how much of the correction to apply: 0 = none, 1 = all",
+                      minimum=0.0, maximum=1.0)
+    black = Option(float, 0.5, "percentile that becomes black", minimum=0.0, maximum=20.0)
+    white = Option(float, 99.5, "percentile that becomes white; brighter levels roll off",
+                   minimum=80.0, maximum=100.0)
+    max_gain = Option(float, 4.0, "largest contrast stretch", minimum=1.0, maximum=20.0)
+
+    def process(self, grey: np.ndarray) -> np.ndarray:
+        low, high = _percentiles(grey, self.black, self.white)
+        if high - low < 1.0 / 256 or self.strength <= 0:
+            return grey
+        gain = min(1.0 / (high - low), self.max_gain)
+        if gain * (high - low) < 1.0:  # gain limited: keep the range centred where it was
+            low = max(0.0, (low + high) / 2 - 0.5 / gain)
+        top = float(grey.max())
+        out = np.subtract(grey, np.float32(low), dtype=np.float32)
+        out *= np.float32(gain)
+        np.maximum(out, 0.0, out=out)
+        out = _roll_off(out, (top - low) * gain)
+        if self.strength < 1:
+            out = cv2.addWeighted(out, float(self.strength), grey, 1.0 - float(self.strength),
+                                  0.0)
+        return np.clip(out, 0.0, 1.0, out=out)
+
+
+class Auto(PreprocessStep):
+    """The usual chain for an old print: ``repair``, then ``unfade``, with their defaults."""
+
+    name = "auto"
+    description = "the usual chain for old prints: repair, then unfade"
+    strength = Option(float, 1.0, "repair's strength", minimum=0.2, maximum=5.0)
+    size = Option(int, 0, "repair's largest defect width in pixels; 0 = automatic",
+                  minimum=0, maximum=64)
+
+    def process(self, grey: np.ndarray) -> np.ndarray:
+        repaired = Repair(strength=self.strength, size=self.size).process(grey)
+        return Unfade().process(repaired)
+
+
 _BORDER_LEVEL = 0.2  # how far from pure black or white a border's grey may be
 _MIN_KEEP = 8  # pixels of height and width a crop always leaves
 
@@ -164,4 +233,4 @@ class CropBorder(PreprocessStep):
 
 @hookimpl
 def coloi_register_preprocessors() -> list[type[PreprocessStep]]:
-    return [AutoLevels, Denoise, CropBorder]
+    return [AutoLevels, Unfade, Denoise, CropBorder, Repair, Auto]

@@ -179,3 +179,27 @@ def test_the_library_guide_examples_run(tmp_path: Path, monkeypatch: pytest.Monk
     for block in blocks:
         exec(compile(block, "docs/api.md", "exec"), namespace)
     assert (tmp_path / "out" / "a.jpg").exists() and (tmp_path / "old-colour.tif").exists()
+
+
+def test_with_steps_shares_the_loaded_backend(colouriser: coloi.Colouriser) -> None:
+    grey = cv2.cvtColor(natural_photo(64, 80), cv2.COLOR_BGR2GRAY)
+    grey_again = colouriser.with_steps(post=["saturation:amount=0"])
+    assert grey_again.backend is colouriser.backend  # nothing loaded again
+    out = grey_again.colourise(grey)
+    assert int(np.ptp(out.astype(int), axis=2).max()) <= 2  # grey: the channels agree
+    assert chroma_of_rgb(colouriser.colourise(grey)) > 2  # the original keeps its steps
+    with pytest.raises(coloi.ColoiError, match="nosuch"):
+        colouriser.with_steps(pre=["nosuch"])
+
+
+def test_encode_photo_and_named_bytes() -> None:
+    data = (SAMPLES / "chelsea.jpg").read_bytes()
+    photo = coloi.read_photo(data, name="holiday.jpg")
+    assert coloi.encode_photo(photo).startswith(b"\xff\xd8")  # its own format: JPEG
+    assert coloi.encode_photo(photo, "png").startswith(b"\x89PNG")
+    with pytest.raises(coloi.UnreadablePhoto, match=r"^holiday\.jpg: truncated JPEG"):
+        coloi.read_photo(data[:-500], name="holiday.jpg")
+    from coloi.errors import NotAPhoto
+
+    with pytest.raises(NotAPhoto, match="not an image"):
+        coloi.read_photo(b"eggs, milk, flour\n" * 20)

@@ -33,7 +33,8 @@ def test_version(cli) -> None:
 def test_light_commands_import_no_framework(args: list[str]) -> None:
     code = ("import sys; from coloi.cli import app\n"
             f"try:\n    app({args!r}, prog_name='coloi')\nexcept SystemExit:\n    pass\n"
-            "heavy = [m for m in ('tensorflow', 'keras', 'ai_edge_litert', 'tflite_runtime') "
+            "heavy = [m for m in ('tensorflow', 'keras', 'ai_edge_litert', 'tflite_runtime', "
+            "'coloi.serve', 'starlette', 'uvicorn', 'python_multipart') "
             "if m in sys.modules]\nprint('HEAVY', heavy)")
     import subprocess
 

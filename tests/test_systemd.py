@@ -1,4 +1,5 @@
-"""The systemd units are valid and the system unit is locked down (exposure at most 2.5)."""
+"""The systemd units are valid and the system units are locked down (exposure at most 2.5 for
+the watch unit, 2.0 for the serve unit)."""
 
 from __future__ import annotations
 
@@ -26,9 +27,13 @@ def _unit_copy(source: Path, folder: Path, name: str, installed_path: str) -> Pa
     return folder / name
 
 
-def test_system_unit_verifies_and_is_locked_down(tmp_path: Path) -> None:
-    unit = _unit_copy(REPO / "systemd" / "coloi-watch@.service", tmp_path,
-                      "coloi-watch@family.service", "/usr/local/bin/coloi")
+@pytest.mark.parametrize(("source", "name", "limit"), [
+    ("coloi-watch@.service", "coloi-watch@family.service", 2.5),
+    ("coloi-serve.service", "coloi-serve.service", 2.0),
+])
+def test_system_unit_verifies_and_is_locked_down(tmp_path: Path, source: str, name: str,
+                                                 limit: float) -> None:
+    unit = _unit_copy(REPO / "systemd" / source, tmp_path, name, "/usr/local/bin/coloi")
     verify = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True,
                             text=True, check=False)
     assert verify.returncode == 0, verify.stderr
@@ -36,7 +41,7 @@ def test_system_unit_verifies_and_is_locked_down(tmp_path: Path) -> None:
                               capture_output=True, text=True, check=False)
     score = re.search(r"Overall exposure level for \S+: ([0-9.]+)", security.stdout)
     assert score, security.stdout + security.stderr
-    assert float(score.group(1)) <= 2.5
+    assert float(score.group(1)) <= limit
 
 
 def test_user_unit_verifies(tmp_path: Path) -> None:
@@ -54,3 +59,16 @@ def test_unit_runs_the_real_command() -> None:
     text = (REPO / "systemd" / "coloi-watch@.service").read_text()
     exec_start = next(line for line in text.splitlines() if line.startswith("ExecStart="))
     assert " watch " in exec_start and "--output" in exec_start and "Type=notify" in text
+
+
+def test_serve_unit_runs_the_real_command() -> None:
+    text = (REPO / "systemd" / "coloi-serve.service").read_text()
+    exec_start = next(line for line in text.splitlines() if line.startswith("ExecStart="))
+    assert exec_start.split()[1] == "serve" and "Type=notify" in text
+    # Writes nothing, and listens on the port coloi serve uses by default.
+    import inspect
+
+    from coloi.cli import serve
+
+    port = inspect.signature(serve).parameters["port"].default
+    assert "ReadWritePaths" not in text and f"SocketBindAllow=tcp:{port}" in text

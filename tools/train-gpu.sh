@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Train the colour model on a GPU machine, end to end, from one script.
 #
-#   tools/train-gpu.sh prepare [DATA] [ENCODER]   # here: a small upload in .gpu/
+#   tools/train-gpu.sh prepare [DATA] [ENCODER] [SIDE] [QUALITY]  # here: an upload in .gpu/
 #   tools/train-gpu.sh run MINUTES OUT [ARGS...]  # there: train for MINUTES, results into OUT
 #
-# `prepare` packs DATA's train/ and val/ photos as 144 px WebP crops (.pack.npz, ~40 MB), the
+# `prepare` packs DATA's train/ and val/ photos as SIDE px WebP crops (.pack.npz; 144 px at
+# quality 78 is ~40 MB, 208 px at quality 60 ~52 MB), the
 # EfficientNet-Lite0 ImageNet weights as float16 (.npz, 6.5 MB) and the wheels that a machine
 # with JAX but without Keras lacks. `run` trains the Keras 3 network under JAX with a time
 # budget (the learning rate follows a cosine over the epochs that fit), then leaves in OUT the
@@ -20,14 +21,15 @@ prepare)
     data=${2:-../shared/data}
     encoder=${3:-../shared/pretrained/efficientnet-lite0-57934424.pth}
     mkdir -p "$stage/whl"
-    python - "$data" "$encoder" "$stage" <<'EOF'
+    python - "$data" "$encoder" "$stage" "${4:-144}" "${5:-78}" <<'EOF'
 import sys
 from pathlib import Path
 from coloi.training import data, encoders
 source, weights, stage = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
+side, quality = int(sys.argv[4]), int(sys.argv[5])
 for split in ("val", "train"):
-    size = data.write_portable_pack(source / split, stage / f"{split}.pack.npz", side=144,
-                                     quality=78)
+    size = data.write_portable_pack(source / split, stage / f"{split}.pack.npz", side=side,
+                                     quality=quality)
     print(f"{split}: {size / 1e6:.1f} MB")
 encoders.save_npz(encoders.load_state_dict(weights), stage / "lite0.npz")
 EOF
@@ -47,7 +49,8 @@ run)
             --target "$scratch/site" "$stage"/whl/*.whl
     fi
     export PYTHONPATH="$scratch/site:$PWD" KERAS_BACKEND=jax PYTHONUNBUFFERED=1
-    export XLA_PYTHON_CLIENT_MEM_FRACTION=.5
+    # Two runs can share the GPU, each with a part of its memory.
+    export XLA_PYTHON_CLIENT_MEM_FRACTION=${XLA_PYTHON_CLIENT_MEM_FRACTION:-.5}
     run="$scratch/run"
     nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
     status=0
@@ -56,8 +59,13 @@ run)
         --size 128 --rebalance 1 --batch-size 64 --learning-rate 1e-3 --workers 12 \
         --epochs 500 --time-budget "$minutes" "$@" 2>&1 | tee "$out/train.log" || status=$?
     cp "$run/run.json" "$run/log.csv" "$out/" 2>/dev/null || true
-    [ -f "$run/best.weights.h5" ] && split -b 15M -d "$run/best.weights.h5" \
-        "$out/best.weights.h5.part-"
+    if [ -f "$run/best.weights.h5" ]; then
+        # The model's weights alone (the training file carries the optimiser's state too).
+        python3 -c 'import sys; from pathlib import Path; from coloi.training import export
+model, _, _ = export.load_logits_network(Path(sys.argv[1])); model.save_weights(sys.argv[2])' \
+            "$run" "$scratch/best.weights.h5"
+        split -b 15M -d "$scratch/best.weights.h5" "$out/best.weights.h5.part-"
+    fi
     exit "$status"
     ;;
 *)

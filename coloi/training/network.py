@@ -35,12 +35,18 @@ class ReadOut:
     all the probability lies in one hue direction and near 0 when it is flat or split between
     distant colours. A muted mean of a confident hue is restored; a split stays muted, rather
     than becoming a confident wrong colour.
+
+    ``knee`` and ``knee_gain`` shape chroma like a tone curve: a pixel whose chroma is under
+    ``knee`` keeps it; above, the excess is multiplied by ``knee_gain``. Colour the network
+    committed to becomes more vivid; near-grey guesses, where it hedges, stay near grey.
     """
 
     temperature: float = 1.0
     prior_boost: float = 0.0
     chroma_gain: float = 1.0
     coherent_gain: float = 0.0
+    knee: float = 0.0
+    knee_gain: float = 1.0
 
     def logit_bias(self, prior: np.ndarray) -> np.ndarray:
         weights = 1.0 / (0.5 * prior + 0.5 / len(prior))
@@ -56,6 +62,10 @@ class ReadOut:
             spread = p @ (np.hypot(bins[:, 0], bins[:, 1]) * self.chroma_gain)
             coherence = np.hypot(mean[..., 0], mean[..., 1]) / (spread + 1e-6)
             mean = mean * (1.0 + self.coherent_gain * coherence)[..., None]
+        if self.knee_gain != 1.0:
+            chroma = np.hypot(mean[..., 0], mean[..., 1])
+            excess = np.maximum(chroma - self.knee, 0.0) / (chroma + 1.0)
+            mean = mean * (1.0 + (self.knee_gain - 1.0) * excess)[..., None]
         return mean.astype("float32")
 
 
@@ -63,48 +73,79 @@ class ReadOut:
 class AnnealedMean(layers.Layer):
     """Logits over colour bins -> expected a*b* under softmax((logits + bias) / temperature)."""
 
-    def __init__(self, bins: Any, temperature: float = 1.0, bias: Any = None,
-                 coherent_gain: float = 0.0, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        bins: Any,
+        temperature: float = 1.0,
+        bias: Any = None,
+        coherent_gain: float = 0.0,
+        knee: float = 0.0,
+        knee_gain: float = 1.0,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.bins = np.asarray(bins, dtype="float32")
         self.temperature = float(temperature)
-        self.bias = np.zeros(len(self.bins), "float32") if bias is None else np.asarray(
-            bias, dtype="float32")
+        self.bias = (
+            np.zeros(len(self.bins), "float32")
+            if bias is None
+            else np.asarray(bias, dtype="float32")
+        )
         self.coherent_gain = float(coherent_gain)
+        self.knee, self.knee_gain = float(knee), float(knee_gain)
 
     def call(self, logits: Any) -> Any:
         z = (logits + ops.convert_to_tensor(self.bias)) / self.temperature
         p = ops.softmax(z, axis=-1)
         mean = ops.matmul(p, ops.convert_to_tensor(self.bins))
-        if not self.coherent_gain:
-            return mean
-        radius = np.hypot(self.bins[:, 0], self.bins[:, 1])[:, None].astype("float32")
-        spread = ops.matmul(p, ops.convert_to_tensor(radius))
-        length = ops.sqrt(ops.sum(ops.square(mean), axis=-1, keepdims=True))
-        return mean * (1.0 + self.coherent_gain * length / (spread + 1e-6))
+        if self.coherent_gain:
+            radius = np.hypot(self.bins[:, 0], self.bins[:, 1])[:, None].astype("float32")
+            spread = ops.matmul(p, ops.convert_to_tensor(radius))
+            length = ops.sqrt(ops.sum(ops.square(mean), axis=-1, keepdims=True))
+            mean = mean * (1.0 + self.coherent_gain * length / (spread + 1e-6))
+        if self.knee_gain != 1.0:
+            chroma = ops.sqrt(ops.sum(ops.square(mean), axis=-1, keepdims=True))
+            # + 1, not + epsilon: int8 division fails on a divisor that quantises to zero.
+            excess = ops.relu(chroma - self.knee) / (chroma + 1.0)
+            mean = mean * (1.0 + (self.knee_gain - 1.0) * excess)
+        return mean
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
-        config.update(bins=self.bins.tolist(), temperature=self.temperature,
-                      bias=self.bias.tolist(), coherent_gain=self.coherent_gain)
+        config.update(
+            bins=self.bins.tolist(),
+            temperature=self.temperature,
+            bias=self.bias.tolist(),
+            coherent_gain=self.coherent_gain,
+            knee=self.knee,
+            knee_gain=self.knee_gain,
+        )
         return config
 
 
 def _conv(x: Any, filters: int, name: str, dilation: int = 1) -> Any:
-    x = layers.Conv2D(filters, 3, padding="same", use_bias=False, dilation_rate=dilation,
-                      name=f"{name}_conv")(x)
+    x = layers.Conv2D(
+        filters, 3, padding="same", use_bias=False, dilation_rate=dilation, name=f"{name}_conv"
+    )(x)
     x = layers.BatchNormalization(name=f"{name}_bn")(x)
     return layers.ReLU(name=f"{name}_relu")(x)
 
 
-def build_network(num_bins: int, pretrained: Path | None = None, width: int = 96,
-                  encoder: str = "mobilenet") -> keras.Model:
+def build_network(
+    num_bins: int,
+    pretrained: Path | None = None,
+    width: int = 96,
+    encoder: str = "mobilenet",
+    trainable_encoder: bool = True,
+) -> keras.Model:
     """The logits network: L* (B, H, W, 1) in [0, 100] -> bin logits (B, H/4, W/4, bins).
 
-    H and W must be multiples of 32. ``encoder`` is one of :data:`encoders.ENCODERS`.
+    H and W must be multiples of 32. ``encoder`` is one of :data:`encoders.ENCODERS`; with
+    ``trainable_encoder`` False its weights (and batch-norm statistics) stay as loaded.
     """
     lightness = keras.Input((None, None, 1), name="lightness")
     scale, features = encoders.grey_encoder(encoder, pretrained)
+    features.trainable = trainable_encoder
     quarter, eighth, sixteenth, bottom = features(scale(lightness))
 
     y = layers.UpSampling2D(2, interpolation="nearest", name="up16")(bottom)
@@ -122,14 +163,25 @@ def build_network(num_bins: int, pretrained: Path | None = None, width: int = 96
     return keras.Model(lightness, logits, name="coloi_logits")
 
 
-def inference_model(logits_model: keras.Model, bins: np.ndarray, readout: ReadOut,
-                    prior: np.ndarray, size: int | None = None) -> keras.Model:
+def inference_model(
+    logits_model: keras.Model,
+    bins: np.ndarray,
+    readout: ReadOut,
+    prior: np.ndarray,
+    size: int | None = None,
+) -> keras.Model:
     """The shipped model: L* in, a*b* at a quarter of the input resolution out."""
     shape = (size, size, 1) if size else (None, None, 1)
     lightness = keras.Input(shape, name="lightness")
-    ab = AnnealedMean(bins * readout.chroma_gain, readout.temperature,
-                      readout.logit_bias(prior), readout.coherent_gain,
-                      name="annealed_mean")(logits_model(lightness))
+    ab = AnnealedMean(
+        bins * readout.chroma_gain,
+        readout.temperature,
+        readout.logit_bias(prior),
+        readout.coherent_gain,
+        readout.knee,
+        readout.knee_gain,
+        name="annealed_mean",
+    )(logits_model(lightness))
     return keras.Model(lightness, ab, name="coloi")
 
 
@@ -150,9 +202,11 @@ class RebalancedBinLoss(keras.losses.Loss):
 
     def call(self, y_true: Any, y_pred: Any) -> Any:
         bins = ops.convert_to_tensor(self.bins)
-        dist2 = (ops.sum(ops.square(y_true), axis=-1, keepdims=True)
-                 - 2.0 * ops.matmul(y_true, ops.transpose(bins))
-                 + ops.sum(ops.square(bins), axis=-1))
+        dist2 = (
+            ops.sum(ops.square(y_true), axis=-1, keepdims=True)
+            - 2.0 * ops.matmul(y_true, ops.transpose(bins))
+            + ops.sum(ops.square(bins), axis=-1)
+        )
         target = ops.softmax(-dist2 / (2.0 * self.sigma**2), axis=-1)
         weight = ops.take(ops.convert_to_tensor(self.weights), ops.argmin(dist2, axis=-1))
         cross_entropy = -ops.sum(target * ops.log_softmax(y_pred, axis=-1), axis=-1)
@@ -164,9 +218,13 @@ class RebalancedBinLoss(keras.losses.Loss):
         return config
 
 
-def colour_bins(ab_samples: np.ndarray, grid: float = 10.0, min_share: float = 2e-6,
-                rebalance: float = 0.5, sigma_bins: float = 0.5,
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def colour_bins(
+    ab_samples: np.ndarray,
+    grid: float = 10.0,
+    min_share: float = 2e-6,
+    rebalance: float = 0.5,
+    sigma_bins: float = 0.5,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Bins (Q, 2) of the a*b* grid that the photos use, their rebalancing weights (Q,) and
     their smoothed prior (Q,).
 

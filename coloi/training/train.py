@@ -42,6 +42,10 @@ class TrainConfig:
     # With a time budget, the learning rate follows a cosine over as many epochs as fit in it
     # (measured as the run goes), and ``epochs`` is only an upper bound.
     time_budget_min: float | None = None
+    # A frozen ImageNet encoder (batch norm in inference mode too) keeps its general features
+    # instead of memorising a small training set; only the decoder learns.
+    freeze_encoder: bool = False
+    weight_decay: float = 0.0
 
 
 def _pack(source: str, cache_dir: str | None, name: str, side: int) -> np.ndarray:
@@ -58,11 +62,16 @@ class TimeBudget(keras.callbacks.Callback):
     first, which includes compilation, is left out of the estimate once there are others.
     """
 
-    def __init__(self, minutes: float, learning_rate: float, max_epochs: int,
-                 say: Callable[[str], None]) -> None:
+    def __init__(
+        self, minutes: float, learning_rate: float, max_epochs: int, say: Callable[[str], None]
+    ) -> None:
         super().__init__()
-        self.seconds, self.peak, self.max_epochs, self.say = minutes * 60.0, learning_rate, \
-            max_epochs, say
+        self.seconds, self.peak, self.max_epochs, self.say = (
+            minutes * 60.0,
+            learning_rate,
+            max_epochs,
+            say,
+        )
         self.started = time.monotonic()
         self.starts: list[float] = []
 
@@ -84,16 +93,22 @@ class TimeBudget(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         now = time.monotonic()
         if self.seconds - (now - self.started) < self._typical_epoch(now):
-            self.say(f"time budget of {self.seconds / 60:.1f} min reached after epoch "
-                     f"{epoch + 1}")
+            self.say(f"time budget of {self.seconds / 60:.1f} min reached after epoch {epoch + 1}")
             self.model.stop_training = True
 
 
 class EpochReport(keras.callbacks.Callback):
     """Validation a*b* error, photos/s and time left after each epoch; the best weights kept."""
 
-    def __init__(self, run_dir: Path, val: data.AugmentedBatches | None, bins: np.ndarray,
-                 photos_per_epoch: int, total_epochs: int, say: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        run_dir: Path,
+        val: data.AugmentedBatches | None,
+        bins: np.ndarray,
+        photos_per_epoch: int,
+        total_epochs: int,
+        say: Callable[[str], None],
+    ) -> None:
         super().__init__()
         self.run_dir, self.val, self.bins = run_dir, val, bins
         self.photos_per_epoch, self.total_epochs, self.say = photos_per_epoch, total_epochs, say
@@ -119,11 +134,15 @@ class EpochReport(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         seconds = time.monotonic() - self.started
-        row = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()},
-               **self._val_ab_error(),
-               "learning_rate": float(np.asarray(self.model.optimizer.learning_rate)),
-               "photos_per_s": self.photos_per_epoch / seconds,
-               "epoch_s": seconds, "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        row = {
+            "epoch": epoch + 1,
+            **{k: float(v) for k, v in (logs or {}).items()},
+            **self._val_ab_error(),
+            "learning_rate": float(np.asarray(self.model.optimizer.learning_rate)),
+            "photos_per_s": self.photos_per_epoch / seconds,
+            "epoch_s": seconds,
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        }
         log = self.run_dir / LOG
         new = not log.exists()
         with log.open("a", newline="") as handle:
@@ -163,8 +182,9 @@ def _epochs_done(log: Path) -> int:
         return max((int(r["epoch"]) for r in csv.DictReader(handle)), default=0)
 
 
-def train(run_dir: Path, config: TrainConfig | None, resume: bool,
-          say: Callable[[str], None] = print) -> Path:
+def train(
+    run_dir: Path, config: TrainConfig | None, resume: bool, say: Callable[[str], None] = print
+) -> Path:
     """Train (or, with ``resume``, continue) the run in ``run_dir``; returns the checkpoint."""
     run_dir.mkdir(parents=True, exist_ok=True)
     if resume:
@@ -176,10 +196,13 @@ def train(run_dir: Path, config: TrainConfig | None, resume: bool,
         raise ValueError("a new run needs a TrainConfig")
 
     train_pack = _pack(config.train_dir, config.cache_dir, "train", config.pack_side)
-    val_pack = (_pack(config.val_dir, config.cache_dir, "val", config.pack_side)
-                if config.val_dir else None)
-    say(f"{len(train_pack)} training photos"
-        + (f", {len(val_pack)} validation photos" if val_pack is not None else ""))
+    val_pack = (
+        _pack(config.val_dir, config.cache_dir, "val", config.pack_side) if config.val_dir else None
+    )
+    say(
+        f"{len(train_pack)} training photos"
+        + (f", {len(val_pack)} validation photos" if val_pack is not None else "")
+    )
     if not resume:
         if config.init_weights and (Path(config.init_weights).parent / CONFIG).exists():
             # Starting from another run: its colour bins, or its head would not fit.
@@ -188,38 +211,72 @@ def train(run_dir: Path, config: TrainConfig | None, resume: bool,
             weights = network.rebalancing_weights(prior, config.rebalance)
         else:
             bins, weights, prior = network.colour_bins(
-                np.concatenate(list(data.sample_ab(train_pack))), rebalance=config.rebalance)
-        (run_dir / CONFIG).write_text(json.dumps(
-            {"config": asdict(config), "bins": bins.tolist(), "weights": weights.tolist(),
-             "prior": prior.tolist()}))
+                np.concatenate(list(data.sample_ab(train_pack))), rebalance=config.rebalance
+            )
+        (run_dir / CONFIG).write_text(
+            json.dumps(
+                {
+                    "config": asdict(config),
+                    "bins": bins.tolist(),
+                    "weights": weights.tolist(),
+                    "prior": prior.tolist(),
+                }
+            )
+        )
     say(f"{len(bins)} colour bins")
 
-    batches = data.AugmentedBatches(train_pack, config.size, config.batch_size, seed=config.seed,
-                                    min_crop=config.min_crop, workers=config.workers)
-    val = (data.AugmentedBatches(val_pack, config.size, config.batch_size, augment=False)
-           if val_pack is not None else None)
+    batches = data.AugmentedBatches(
+        train_pack,
+        config.size,
+        config.batch_size,
+        seed=config.seed,
+        min_crop=config.min_crop,
+        workers=config.workers,
+    )
+    val = (
+        data.AugmentedBatches(val_pack, config.size, config.batch_size, augment=False)
+        if val_pack is not None
+        else None
+    )
     steps = len(batches) * config.epochs
     initial_epoch = _epochs_done(run_dir / LOG) if resume else 0
     if resume:
         model = keras.saving.load_model(
-            run_dir / CHECKPOINT,
-            custom_objects={"RebalancedBinLoss": network.RebalancedBinLoss})
+            run_dir / CHECKPOINT, custom_objects={"RebalancedBinLoss": network.RebalancedBinLoss}
+        )
     else:
         pretrained = Path(config.pretrained) if config.pretrained else None
-        model = network.build_network(len(bins), pretrained, config.width, config.encoder)
+        model = network.build_network(
+            len(bins),
+            pretrained,
+            config.width,
+            config.encoder,
+            trainable_encoder=not config.freeze_encoder,
+        )
         if config.init_weights:  # start from another run's weights (same bins and width)
             model.load_weights(config.init_weights)
-        schedule: Any = config.learning_rate if config.time_budget_min else \
-            keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=steps,
-                                                   alpha=0.05, warmup_target=None)
-        model.compile(optimizer=keras.optimizers.Adam(schedule),
-                      loss=network.RebalancedBinLoss(bins, weights))
+        schedule: Any = (
+            config.learning_rate
+            if config.time_budget_min
+            else keras.optimizers.schedules.CosineDecay(
+                config.learning_rate, decay_steps=steps, alpha=0.05, warmup_target=None
+            )
+        )
+        optimizer = (
+            keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay)
+            if config.weight_decay
+            else keras.optimizers.Adam(schedule)
+        )
+        model.compile(optimizer=optimizer, loss=network.RebalancedBinLoss(bins, weights))
     say(f"{model.count_params():,} parameters; starting at epoch {initial_epoch + 1}")
     callbacks: list[keras.callbacks.Callback] = [
-        EpochReport(run_dir, val, bins, len(train_pack), config.epochs, say)]
+        EpochReport(run_dir, val, bins, len(train_pack), config.epochs, say)
+    ]
     if config.time_budget_min:
-        callbacks.append(TimeBudget(config.time_budget_min, config.learning_rate,
-                                    config.epochs, say))
-    model.fit(batches, epochs=config.epochs, initial_epoch=initial_epoch, verbose=0,
-              callbacks=callbacks)
+        callbacks.append(
+            TimeBudget(config.time_budget_min, config.learning_rate, config.epochs, say)
+        )
+    model.fit(
+        batches, epochs=config.epochs, initial_epoch=initial_epoch, verbose=0, callbacks=callbacks
+    )
     return run_dir / CHECKPOINT
