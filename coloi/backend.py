@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 import cv2
 import numpy as np
 
-from coloi.errors import BackendOptionError
+from coloi.errors import BackendOptionError, ColoiError, ModelError
 from coloi.models import ModelEntry, find_model
 from coloi.options import Option, apply_options, declared_options
 
@@ -126,7 +126,16 @@ class FixedSizeModelBackend(Backend):
         self.settings = settings
         self.model: ModelEntry = find_model(self.model_format, settings.model_dir,
                                             settings.model_name)
-        self.load(self.model, settings)
+        try:
+            self.load(self.model, settings)
+        except ColoiError:
+            raise
+        except Exception as error:  # noqa: BLE001 - frameworks raise anything on a bad file
+            # A file whose sha256 is the manifest's can still be no model at all (the manifest
+            # written for the wrong file); the framework's complaint becomes one line.
+            reason = " ".join(str(error).split())[:300]
+            raise ModelError(f"{self.model.path}: cannot load the {self.model_format} model "
+                             f"({type(error).__name__}: {reason})") from None
 
     def input_size(self) -> tuple[int, int]:
         return (self.model.input_size, self.model.input_size)

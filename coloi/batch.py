@@ -6,6 +6,8 @@ atomically, so a failed or interrupted photo leaves nothing behind.
 
 from __future__ import annotations
 
+import os
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -53,14 +55,19 @@ class Job:
 
 def output_path(source: Path, relative: Path, output_dir: Path | None, fmt: str | None) -> Path:
     """Where a source's output goes: ``output_dir/relative`` or beside it, marked as coloured.
-    It keeps the source's suffix unless ``fmt`` (or a source format coloi does not write)
-    asks for another."""
+
+    It keeps the source's suffix unless ``fmt`` asks for another. A source in a format coloi
+    does not write (GIF) keeps its suffix and gains the output's (``b.gif`` -> ``b.gif.png``),
+    so that it never takes the output name of the PNG beside it (``b.png``).
+    """
+    name = source.stem
     if fmt is None and source.suffix.lower() not in IMAGE_SUFFIXES:
         fmt = SUFFIX_FORMAT.get(source.suffix.lower())
+        name = source.name
     suffix = FORMAT_SUFFIX[fmt] if fmt else source.suffix
     if output_dir is None:
-        return source.with_name(f"{source.stem}{COLOURISED_SUFFIX}{suffix}")
-    return (output_dir / relative).with_suffix(suffix)
+        return source.with_name(f"{name}{COLOURISED_SUFFIX}{suffix}")
+    return (output_dir / relative).with_name(f"{name}{suffix}")
 
 
 def plan_jobs(inputs: Iterable[Path], output_dir: Path | None,
@@ -71,8 +78,24 @@ def plan_jobs(inputs: Iterable[Path], output_dir: Path | None,
     names and folders are passed over); a file named on the command line is always tried.
 
     Links are followed (a link given by name, and links to files inside a folder); a link in a
-    folder that leads nowhere is reported rather than passed over in silence.
+    folder that leads nowhere is reported rather than passed over in silence. A source whose
+    output is that of a source before it is an error, not a job.
     """
+    claimed: dict[Path, Path] = {}  # output -> the source that has it
+    for item in _plan(inputs, output_dir, fmt):
+        if isinstance(item, Job):
+            first = claimed.setdefault(item.target, item.source)
+            if first != item.source:
+                # Two sources, one output (c.jpg and c.png with --format png): the second
+                # would find the first's output there, and look done without being done.
+                yield UnwritableOutput(item.source, f"its output {item.target} is also the "
+                                                    f"output of {first}; rename one of them")
+                continue
+        yield item
+
+
+def _plan(inputs: Iterable[Path], output_dir: Path | None,
+          fmt: str | None) -> Iterator[Job | PhotoError]:
     for argument in inputs:
         if argument.is_dir():
             for path in find_photos(argument):
@@ -99,9 +122,24 @@ def _job(source: Path, relative: Path, output_dir: Path | None,
         return UnreadablePhoto(source, f"unknown image type {source.suffix!r} "
                                        f"(use --format to name the output format)")
     target = output_path(source, relative, output_dir, fmt)
-    if target.exists() and target.resolve() == source.resolve():
-        return UnwritableOutput(target, "output would replace its input")
+    try:
+        if output_exists(target) and target.resolve() == source.resolve():
+            return UnwritableOutput(target, "output would replace its input")
+    except UnwritableOutput as error:
+        return error
     return Job(source, target, chosen)
+
+
+def output_exists(target: Path) -> bool:
+    """Whether an output is there; an output path the system cannot even look up (a name
+    over its length limit, a loop of links) is an :class:`UnwritableOutput`."""
+    try:
+        os.stat(target)
+    except (FileNotFoundError, NotADirectoryError):  # the folder, when made, will say
+        return False
+    except OSError as error:
+        raise UnwritableOutput(target, f"cannot write ({error.strerror or error})") from None
+    return True
 
 
 def render(job: Job, colouriser: Colouriser, limits: Limits, quality: int = 95) -> bytes:
@@ -122,8 +160,9 @@ def render(job: Job, colouriser: Colouriser, limits: Limits, quality: int = 95) 
         # and decoders meet every kind of damaged file: whatever they raise fails this one
         # photo, by name, and must not end a batch or the daemon (which systemd would only
         # restart into the same photo).
+        reason = " ".join(str(error).split())  # OpenCV's messages span several lines
         raise PhotoError(job.source, f"colourisation failed ({type(error).__name__}: "
-                                     f"{error})") from None
+                                     f"{reason})") from None
     try:
         return encode_photo(photo.pixels, job.format, photo.exif, photo.icc_profile, quality)
     except MemoryError:
@@ -136,18 +175,33 @@ def render(job: Job, colouriser: Colouriser, limits: Limits, quality: int = 95) 
 def write_output(job: Job, data: bytes, overwrite: bool = False) -> None:
     """Write an encoded output atomically, making its folder; raises only PhotoError."""
     try:
-        job.target.parent.mkdir(parents=True, exist_ok=True)
+        _make_folders(job.target.parent)
     except OSError as error:
         raise UnwritableOutput(job.target.parent,
                                f"cannot create folder ({error.strerror or error})") from None
     write_atomically(job.target, data, overwrite=overwrite)
 
 
+def _make_folders(folder: Path) -> None:
+    """``folder`` and any missing folders above it. Not ``Path.mkdir(parents=True)`` or
+    ``os.makedirs``: both recurse once a level, and fail on a tree a few thousand deep."""
+    missing = []
+    while not folder.is_dir() and folder.parent != folder:
+        missing.append(folder)
+        folder = folder.parent
+    for each in reversed(missing):
+        try:
+            each.mkdir()
+        except FileExistsError:
+            if not each.is_dir():
+                raise
+
+
 def colourise_file(job: Job, colouriser: Colouriser, limits: Limits,
                    overwrite: bool = False, quality: int = 95) -> None:
     """Read, colourise and write one photo; raises only PhotoError, and leaves no partial
     output behind."""
-    if not overwrite and job.target.exists():
+    if not overwrite and output_exists(job.target):
         raise OutputExists(job.target, "output already exists (use --overwrite to replace it)")
     write_output(job, render(job, colouriser, limits, quality), overwrite)
 
@@ -168,9 +222,9 @@ def _run_one(item: Job | PhotoError, colouriser: Colouriser, limits: Limits, ove
     started = time.perf_counter()
     if isinstance(item, PhotoError):
         return Outcome(item.path, None, item, 0.0)
-    if skip_existing and not overwrite and item.target.exists():
-        return Outcome(item.source, item.target, None, 0.0, skipped=True)
     try:
+        if skip_existing and not overwrite and output_exists(item.target):
+            return Outcome(item.source, item.target, None, 0.0, skipped=True)
         colourise_file(item, colouriser, limits, overwrite, quality)
         return Outcome(item.source, item.target, None, time.perf_counter() - started)
     except PhotoError as error:
@@ -180,23 +234,36 @@ def _run_one(item: Job | PhotoError, colouriser: Colouriser, limits: Limits, ove
 def run_jobs(items: Iterable[Job | PhotoError], colouriser: Colouriser, limits: Limits,
              overwrite: bool = False, skip_existing: bool = False, quality: int = 95,
              report: Callable[[Outcome], None] = lambda outcome: None,
-             workers: int = 2) -> list[Outcome]:
+             workers: int = 2, stop: threading.Event | None = None) -> list[Outcome]:
     """Run every job, carrying on past failures; outcomes are reported in input order.
 
     With several ``workers``, one photo's decoding and encoding overlap another's inference
-    (OpenCV and Pillow release the GIL; the colouriser serialises the backend itself).
+    (OpenCV and Pillow release the GIL; the colouriser serialises the backend itself). Once
+    ``stop`` is set (Ctrl-C, say), no photo is started any more: those already started are
+    finished and reported, and the outcomes so far returned.
     """
     outcomes = []
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         # A bounded window of photos in flight keeps memory flat on long batches.
         pending: deque[Future[Outcome]] = deque()
+
+        def finish_first() -> None:
+            future = pending.popleft()
+            if future.cancelled():
+                return  # stopped before it started
+            outcomes.append(future.result())
+            report(outcomes[-1])
+
         for item in items:
+            if stop is not None and stop.is_set():
+                break
             pending.append(pool.submit(_run_one, item, colouriser, limits, overwrite,
                                        skip_existing, quality))
             if len(pending) > workers:
-                outcomes.append(pending.popleft().result())
-                report(outcomes[-1])
+                finish_first()
         while pending:
-            outcomes.append(pending.popleft().result())
-            report(outcomes[-1])
+            if stop is not None and stop.is_set():
+                for future in pending:
+                    future.cancel()
+            finish_first()
     return outcomes

@@ -6,11 +6,15 @@ Heavy frameworks are imported only inside commands that load a backend or train,
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
+import signal
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, NoReturn
 
@@ -46,6 +50,9 @@ class ColoiGroup(typer.core.TyperGroup):
         except ColoiError as error:
             log.error("error: %s", error)
             raise typer.Exit(1) from None
+        except KeyboardInterrupt:  # Ctrl-C before a command could say more (click: exit 1)
+            log.error("interrupted")
+            raise typer.Exit(130) from None
 
 
 class _LineFormatter(logging.Formatter):
@@ -175,7 +182,7 @@ def run(
     model: ModelOption = None,
     pre: PreOption = None,
     post: PostOption = None,
-    max_pixels: MaxPixelsOption = 100_000_000,
+    max_pixels: MaxPixelsOption = 60_000_000,
     max_bytes: MaxBytesOption = 1 << 30,
 ) -> None:
     """Colourise photos and folders of photos.
@@ -208,7 +215,10 @@ def run(
         task = progress.add_task("colourising", total=len(items))
         progress.start()
 
+    outcomes: list[Outcome] = []
+
     def report(outcome: Outcome) -> None:
+        outcomes.append(outcome)
         if outcome.error is not None:
             log.error("%s", outcome.error)
         elif outcome.skipped:
@@ -219,19 +229,50 @@ def run(
             progress.advance(task)
 
     started = time.perf_counter()
+    with _stop_on_ctrl_c() as stop:
+        try:
+            run_jobs(items, colouriser, Limits(max_pixels, max_bytes), overwrite,
+                     skip_existing, quality, report, stop=stop)
+        finally:
+            if progress is not None:
+                progress.stop()
+    if stop.is_set():
+        # What was written is listed on stdout already; the count says what was not done.
+        log.error("interrupted: %s, %d not done in %.1f s", _tally(outcomes),
+                  len(items) - len(outcomes), time.perf_counter() - started)
+        raise typer.Exit(130)
+    log.info("%s in %.1f s", _tally(outcomes), time.perf_counter() - started)
+    if any(o.error is not None for o in outcomes):
+        raise typer.Exit(1)
+
+
+@contextlib.contextmanager
+def _stop_on_ctrl_c() -> Iterator[threading.Event]:
+    """An event set by Ctrl-C (SIGINT), so that a batch can finish the photos it started and
+    say what it wrote; a second Ctrl-C interrupts at once. Only the main thread can catch
+    signals; elsewhere the event is never set."""
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
+    previous = signal.signal(signal.SIGINT, interrupt)
     try:
-        outcomes = run_jobs(items, colouriser, Limits(max_pixels, max_bytes), overwrite,
-                            skip_existing, quality, report)
+        yield stop
     finally:
-        if progress is not None:
-            progress.stop()
+        signal.signal(signal.SIGINT, previous)
+
+
+def _tally(outcomes: list[Any]) -> str:
+    """``N colourised, N failed, N skipped`` for a run's outcomes (:class:`Outcome`)."""
     failed = sum(o.error is not None for o in outcomes)
     skipped = sum(o.skipped for o in outcomes)
-    done = len(outcomes) - failed - skipped
-    log.info("%d colourised, %d failed, %d skipped in %.1f s", done, failed, skipped,
-             time.perf_counter() - started)
-    if failed:
-        raise typer.Exit(1)
+    return f"{len(outcomes) - failed - skipped} colourised, {failed} failed, {skipped} skipped"
 
 
 @app.command()
@@ -295,7 +336,7 @@ def watch(
     model: ModelOption = None,
     pre: PreOption = None,
     post: PostOption = None,
-    max_pixels: MaxPixelsOption = 100_000_000,
+    max_pixels: MaxPixelsOption = 60_000_000,
     max_bytes: MaxBytesOption = 1 << 30,
     photo_timeout: Annotated[float | None, typer.Option(
         "--photo-timeout", min=0.01, help="Give up a photo that takes longer than this many "

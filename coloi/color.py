@@ -80,6 +80,28 @@ def lab_to_bgr(lightness_plane: np.ndarray, ab: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(cv2.merge([lightness_plane, ab]), cv2.COLOR_Lab2BGR)
 
 
+def lab_to_depth(
+    lightness_plane: np.ndarray,
+    ab: np.ndarray,
+    bit_depth: int,
+    alpha: np.ndarray | None = None,
+    rows: int = 256,
+) -> np.ndarray:
+    """``to_depth(lab_to_bgr(lightness_plane, ab), bit_depth)``, with ``alpha`` as a fourth
+    channel if given: the same pixels, made a band of ``rows`` rows at a time, so that the two
+    full-size float32 images between (24 bytes a pixel, 2.4 GB for a 100 MP scan) are never
+    made whole, nor a copy to add the alpha channel to."""
+    height, width = lightness_plane.shape
+    channels = 3 if alpha is None else 4
+    out = np.empty((height, width, channels), np.uint8 if bit_depth == 8 else np.uint16)
+    for top in range(0, height, rows):
+        band = slice(top, top + rows)
+        out[band, :, :3] = to_depth(lab_to_bgr(lightness_plane[band], ab[band]), bit_depth)
+    if alpha is not None:
+        out[:, :, 3] = alpha
+    return out
+
+
 def to_depth(bgr: np.ndarray, bit_depth: int) -> np.ndarray:
     """Float image in [0, 1] -> uint8 or uint16, rounded and saturated."""
     top = 255.0 if bit_depth == 8 else 65535.0

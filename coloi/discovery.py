@@ -44,19 +44,18 @@ def find_photos(folder: Path) -> list[Path]:
     """Every photo under ``folder`` by the rule above, recursively, sorted.
 
     Only names are looked at: a path listed may be a broken link, or a FIFO named like a
-    photo, which whoever reads it then reports.
+    photo, which whoever reads it then reports. A folder that cannot be listed is passed over.
+    The walk keeps its own stack of folders, so a tree of any depth is walked (recursion,
+    as in ``os.walk``, fails a few thousand folders down).
     """
     return sorted(path for path, _ in walk_photos(folder))
 
 
 def walk_photos(folder: Path) -> Iterator[tuple[Path, os.stat_result]]:
-    """Every photo under ``folder`` with its ``lstat``, in no particular order.
-
-    The walk keeps its own stack, so a tree thousands of levels deep is walked like any
-    other (a recursive walk dies of RecursionError). Folders that vanish or cannot be read
-    while walking are passed over.
-    """
-    stack = [folder]
+    """Every photo under ``folder`` with its ``lstat``, in no particular order, by the rule
+    of :func:`find_photos`. Folders that vanish or cannot be read while walking are passed
+    over."""
+    stack = [os.fspath(folder)]
     while stack:
         directory = stack.pop()
         try:
@@ -69,7 +68,9 @@ def walk_photos(folder: Path) -> Iterator[tuple[Path, os.stat_result]]:
                 continue
             try:
                 if entry.is_dir(follow_symlinks=False):
-                    stack.append(Path(entry.path))
+                    stack.append(entry.path)
+                elif entry.is_symlink() and _is_dir(entry):
+                    continue  # a linked folder is never entered, nor is it a photo
                 elif is_photo_name(entry.name):
                     yield Path(entry.path), entry.stat(follow_symlinks=False)
             except OSError:  # removed meanwhile
@@ -83,6 +84,13 @@ def shown(name: str | PurePath) -> str:
     if text.isprintable():
         return text
     return repr(text)
+
+
+def _is_dir(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
 
 
 def refuse_overlap(folder: Path, output_dir: Path) -> None:

@@ -12,12 +12,19 @@ holds it to that).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import os
+import re
+import secrets
+import socket
 import stat
 import struct
+import sys
 import tempfile
+import threading
+import time
 import warnings
 import zlib
 from dataclasses import dataclass
@@ -25,7 +32,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
 from coloi.errors import (
     ColoiError,
@@ -39,6 +46,10 @@ from coloi.errors import (
 
 # We enforce our own pixel limit (Limits.max_pixels) before decoding.
 Image.MAX_IMAGE_PIXELS = None
+# Pillow refuses a PNG chunk that inflates to over 1 MiB (as a decompression bomb), colour
+# profiles included, and large scanner and printer profiles are bigger: a photo carrying one
+# was "corrupt". 16 MiB still stops a bomb (text chunks stay bound by MAX_TEXT_MEMORY as well).
+PngImagePlugin.MAX_TEXT_CHUNK = max(PngImagePlugin.MAX_TEXT_CHUNK, 16 << 20)
 # A damaged file gets one line from coloi naming it and the reason; the decoders' own warnings
 # about it (OpenCV's log, Pillow's warnings about metadata we drop anyway) would only add
 # unnamed lines to it. OPENCV_LOG_LEVEL still wins for whoever debugs OpenCV.
@@ -69,9 +80,13 @@ _DECODER_ERRORS = (OSError, ValueError, SyntaxError, EOFError, struct.error, Ind
 
 @dataclass(frozen=True)
 class Limits:
-    """Refuse inputs above these sizes before decoding them (image bombs, runaway memory)."""
+    """Refuse inputs above these sizes before decoding them (image bombs, runaway memory).
 
-    max_pixels: int = 100_000_000
+    At the default pixel limit one photo needs at most about 1.7 GB (a 16-bit colour scan; an
+    8-bit one about 0.8 GB), besides the file itself: ``--max-pixels`` in the README.
+    """
+
+    max_pixels: int = 60_000_000
     max_bytes: int = 1 << 30
 
 
@@ -148,6 +163,53 @@ def _check_complete(path: Path, data: bytes, fmt: str, header: Image.Image) -> N
         raise UnreadablePhoto(path, f"truncated {fmt.upper()} file")
 
 
+# A TIFF is a chain of IFDs, one per picture (page, reduced copy or mask). Pillow counts pages
+# by walking the chain in time that grows with the square of its length (minutes for a crafted
+# chain of 200,000), and turns each strip or tile into Python objects as it opens a page (GBs
+# for millions of them), so both are bounded first, by a walk over the file's own bytes.
+MAX_TIFF_IFDS = 64
+MAX_TIFF_STRIPS = 1 << 18
+_STRIP_OFFSET_TAGS = (273, 324)  # StripOffsets, TileOffsets
+
+
+def _check_tiff_structure(path: Path, data: bytes) -> None:
+    """Refuse a TIFF whose IFD chain loops, is longer than :data:`MAX_TIFF_IFDS`, or whose
+    pictures are cut into more than :data:`MAX_TIFF_STRIPS` strips or tiles. Damage of other
+    kinds (an offset past the end) is left for the decoder to report."""
+    order = "<" if data[:2] == b"II" else ">"
+    big = struct.unpack(order + "H", data[2:4])[0] == 43  # BigTIFF: 8-byte counts, offsets
+    if big:
+        entry = np.dtype([("tag", order + "u2"), ("type", order + "u2"),
+                          ("count", order + "u8"), ("value", order + "u8")])
+        offset, count_format, next_format = struct.unpack(order + "Q", data[8:16])[0], "Q", "Q"
+    else:
+        entry = np.dtype([("tag", order + "u2"), ("type", order + "u2"),
+                          ("count", order + "u4"), ("value", order + "u4")])
+        offset, count_format, next_format = struct.unpack(order + "I", data[4:8])[0], "H", "I"
+    count_size, next_size = struct.calcsize(count_format), struct.calcsize(next_format)
+    seen: set[int] = set()
+    while offset:
+        if offset in seen:
+            raise UnreadablePhoto(path, "corrupt TIFF file: its chain of pages loops")
+        if len(seen) == MAX_TIFF_IFDS:
+            raise UnreadablePhoto(path, f"TIFF file of over {MAX_TIFF_IFDS} pages: coloi "
+                                        f"reads single pictures only")
+        seen.add(offset)
+        if offset + count_size > len(data):
+            return
+        entries = struct.unpack(order + count_format, data[offset:offset + count_size])[0]
+        start = offset + count_size
+        end = start + entries * entry.itemsize
+        if end + next_size > len(data):
+            return
+        table = np.frombuffer(data, entry, count=entries, offset=start)
+        strips = table["count"][np.isin(table["tag"], _STRIP_OFFSET_TAGS)]
+        if strips.size and int(strips.max()) > MAX_TIFF_STRIPS:
+            raise PhotoTooLarge(path, f"TIFF picture cut into {int(strips.max()):,} strips or "
+                                      f"tiles, over the limit of {MAX_TIFF_STRIPS:,}")
+        offset = struct.unpack(order + next_format, data[end:end + next_size])[0]
+
+
 def _frame_count(header: Image.Image, fmt: str) -> int:
     """How many pictures the file holds: an animation's frames, or a TIFF's pages other than
     reduced-resolution copies and masks. A JPEG counts as one: the extra pictures of an MPO
@@ -180,6 +242,48 @@ def _decoded_by_pillow(header: Image.Image, fmt: str) -> bool:
         return False
     tags = getattr(header, "tag_v2", {})
     return tuple(tags.get(338, ())) == (2,) and set(tags.get(258, (8,))) == {8}
+
+
+# libjpeg does not fail on damaged entropy-coded data: it warns on stderr ("Corrupt JPEG data:
+# premature end of data segment") and fills the rest with grey, which would be colourised and
+# "done". Its warnings are caught while a JPEG decodes and become the reason it is refused.
+_JPEG_DAMAGE = ("Corrupt JPEG data", "Premature end of JPEG file")
+# Junk before the end-of-image marker, which many cameras write, loses no pixel.
+_JPEG_HARMLESS = "extraneous bytes before marker 0xd9"
+_stderr_lock = threading.Lock()
+_stderr_capture: list[io.BufferedRandom] = []
+
+
+def _opencv_decode(path: Path, data: bytes, fmt: str) -> np.ndarray | None:
+    buffer = np.frombuffer(data, np.uint8)
+    if fmt != "jpeg":
+        return cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
+    with _stderr_lock:  # file descriptor 2 is the process's: one capture at a time
+        if not _stderr_capture:
+            # Kept open for the process's life, reused by every JPEG (nothing to close per file).
+            _stderr_capture.append(tempfile.TemporaryFile())  # noqa: SIM115
+        capture = _stderr_capture[0]
+        capture.seek(0)
+        capture.truncate()
+        sys.stderr.flush()
+        saved = os.dup(2)
+        try:
+            os.dup2(capture.fileno(), 2)
+            decoded = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        capture.seek(0)
+        lines = capture.read().decode("utf-8", "replace").splitlines()
+    damage = [line for line in lines
+              if line.startswith(_JPEG_DAMAGE) and _JPEG_HARMLESS not in line]
+    others = [line for line in lines if not line.startswith(_JPEG_DAMAGE)]
+    if others:  # not libjpeg's about this photo (another thread's): passed on as it was
+        os.write(2, ("\n".join(others) + "\n").encode())
+    if damage:
+        raise UnreadablePhoto(path, f"corrupt JPEG data, part of the picture is missing "
+                                    f"(libjpeg: {damage[0].strip()})")
+    return decoded
 
 
 def _pillow_pixels(header: Image.Image) -> np.ndarray:
@@ -318,6 +422,8 @@ def decode_photo(data: bytes, path: Path | str = "<bytes>", limits: Limits = Lim
 
 
 def _decode(path: Path, data: bytes, limits: Limits) -> Photo:
+    if data[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        _check_tiff_structure(path, data)
     header = Image.open(io.BytesIO(data))
     fmt = _PIL_FORMAT.get(header.format or "")
     if fmt is None:
@@ -343,7 +449,7 @@ def _decode(path: Path, data: bytes, limits: Limits) -> Photo:
     if _decoded_by_pillow(header, fmt):
         decoded = _pillow_pixels(header)
     else:
-        decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+        decoded = _opencv_decode(path, data, fmt)
     if decoded is None or decoded.size == 0:
         raise UnreadablePhoto(path, f"corrupt {fmt.upper()} data")
     pixels = _normalise_channels(path, _normalise_depth(path, decoded), _has_alpha(header))
@@ -453,43 +559,120 @@ def encode_photo(pixels: np.ndarray, fmt: str, exif: bytes | None = None,
     return out.getvalue()
 
 
+PARTIAL_SUFFIX = ".coloi-partial"
+# A partial's name says which process on which machine writes it, so that a later run can
+# tell one left by a killed process (removed) from one a live run is writing (never touched).
+_PARTIAL = re.compile(r"^\..*\.(?P<host>[0-9a-f]{8})-(?P<pid>\d+)-[0-9a-f]{8}"
+                      + re.escape(PARTIAL_SUFFIX) + "$")
+# Partials of coloi before they were named so, which no live run still writes after a day.
+_UNNAMED_PARTIAL_AGE = 24 * 3600.0
+_cleaned_folders: set[tuple[int, int]] = set()
+_cleaned_lock = threading.Lock()
+
+
 @functools.cache
-def _umask() -> int:
-    current = os.umask(0o022)
-    os.umask(current)
-    return current
+def _host() -> str:
+    return f"{zlib.crc32(socket.gethostname().encode()) & 0xFFFFFFFF:08x}"
+
+
+def _partial_name(name: str) -> str:
+    # Part of the name only: the whole of a long one (up to 255 bytes) plus the marks would be
+    # over the filesystem's limit.
+    return f".{name[:40]}.{_host()}-{os.getpid()}-{secrets.token_hex(4)}{PARTIAL_SUFFIX}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True  # someone else's process, or a number no process can have: leave it
+    return True
+
+
+def _remove_stale_partials(folder: int) -> None:
+    """Delete, once per folder and process, the partials a killed coloi left in ``folder``
+    (an open descriptor): those of a process of this machine that no longer runs, and unnamed
+    ones a day old. Their outputs were never renamed into place; the photos are done again."""
+    info = os.fstat(folder)
+    with _cleaned_lock:
+        if (info.st_dev, info.st_ino) in _cleaned_folders:
+            return
+        _cleaned_folders.add((info.st_dev, info.st_ino))
+    now = time.time()
+    with os.scandir(folder) as entries:
+        names = [e.name for e in entries
+                 if e.name.startswith(".") and e.name.endswith(PARTIAL_SUFFIX)]
+    for name in names:
+        match = _PARTIAL.match(name)
+        try:
+            if match is not None:
+                stale = match["host"] == _host() and not _alive(int(match["pid"]))
+            else:
+                stale = now - os.stat(name, dir_fd=folder,
+                                      follow_symlinks=False).st_mtime > _UNNAMED_PARTIAL_AGE
+            if stale:
+                os.unlink(name, dir_fd=folder)
+        except OSError:
+            continue  # gone meanwhile, or not ours to remove
 
 
 def write_atomically(path: Path, data: bytes, overwrite: bool = False) -> None:
-    """Write ``data`` to ``path`` all at once: a hidden temporary file in the same folder, then
-    a rename. Without ``overwrite`` an existing file is never replaced, even in a race."""
-    if not overwrite and path.exists():
-        raise OutputExists(path, "output already exists (use --overwrite to replace it)")
+    """Write ``data`` to ``path`` all at once: a hidden partial file in the same folder, then a
+    rename. Without ``overwrite`` an existing file is never replaced, even in a race.
+
+    The folder is opened once and every step names files relative to it, so a path longer
+    than the system's limit (a tree thousands of folders deep) is written all the same, and
+    partials a killed coloi left in the folder are removed first.
+    """
+    try:
+        folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY
+                         | getattr(os, "O_CLOEXEC", 0))
+    except OSError as error:
+        raise UnwritableOutput(path, f"cannot write ({error.strerror or error})") from None
     temporary = None
     try:
-        # Part of the name only: the whole of a long one (up to 255 bytes) plus the temporary
-        # marks would be over the filesystem's limit.
-        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name[:40]}.",
-                                             suffix=".coloi-partial")
-        os.fchmod(handle, 0o666 & ~_umask())  # mkstemp makes 0600; outputs are ordinary files
+        if not overwrite and _exists_in(folder, path.name):
+            raise OutputExists(path, "output already exists (use --overwrite to replace it)")
+        _remove_stale_partials(folder)
+        while temporary is None:
+            name = _partial_name(path.name)
+            try:
+                # Mode 0666 less the umask, as any output; O_EXCL: never someone else's file.
+                handle = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL
+                                 | getattr(os, "O_CLOEXEC", 0), 0o666, dir_fd=folder)
+            except FileExistsError:
+                continue
+            temporary = name
         with os.fdopen(handle, "wb") as stream:
             stream.write(data)
             stream.flush()
             os.fsync(stream.fileno())
         if overwrite:
-            os.replace(temporary, path)
+            os.replace(temporary, path.name, src_dir_fd=folder, dst_dir_fd=folder)
         else:
-            try:
-                os.link(temporary, path)  # fails if path appeared meanwhile
+            try:  # fails if path appeared meanwhile
+                os.link(temporary, path.name, src_dir_fd=folder, dst_dir_fd=folder)
             except FileExistsError:
                 raise OutputExists(path, "output already exists "
                                          "(use --overwrite to replace it)") from None
             except OSError:  # filesystems without hard links
-                if path.exists():
+                if _exists_in(folder, path.name):
                     raise OutputExists(path, "output already exists") from None
-                os.replace(temporary, path)
+                os.replace(temporary, path.name, src_dir_fd=folder, dst_dir_fd=folder)
     except OSError as error:
         raise UnwritableOutput(path, f"cannot write ({error.strerror or error})") from None
     finally:
-        if temporary is not None and os.path.exists(temporary):
-            os.unlink(temporary)
+        if temporary is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary, dir_fd=folder)
+        os.close(folder)
+
+
+def _exists_in(folder: int, name: str) -> bool:
+    try:
+        os.stat(name, dir_fd=folder)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    return True

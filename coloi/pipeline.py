@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from coloi.backend import Backend
-from coloi.color import lab8_to_bgr, lab_to_bgr, lightness, to_depth, to_grey
+from coloi.color import lab8_to_bgr, lab_to_depth, lightness, to_depth, to_grey
 from coloi.imageio import Photo
 from coloi.steps import LabPhoto, PostprocessStep, PreprocessStep
 
@@ -50,6 +50,8 @@ class Pipeline:
             if photo.bit_depth == 8:
                 grey = to_depth(grey, 8)
         ab_small = self.predict_ab(grey)
+        pixels = photo.pixels
+        alpha = pixels[:, :, 3] if pixels.ndim == 3 and pixels.shape[2] == 4 else None
         if grey.dtype == np.uint8 and not self.postprocess:
             bgr = lab8_to_bgr(grey, ab_small)
         else:
@@ -59,10 +61,10 @@ class Pipeline:
             lab = LabPhoto(plane, ab)
             for post in self.postprocess:
                 lab = post.process(lab)
-            bgr = to_depth(lab_to_bgr(lab.lightness, lab.ab), photo.bit_depth)
-        pixels = photo.pixels
-        if pixels.ndim == 3 and pixels.shape[2] == 4 and pixels.shape[:2] == bgr.shape[:2]:
-            bgr = np.dstack([bgr, pixels[:, :, 3]])
+            kept = alpha if alpha is not None and alpha.shape == lab.lightness.shape else None
+            return lab_to_depth(lab.lightness, lab.ab, photo.bit_depth, kept)
+        if alpha is not None and alpha.shape == bgr.shape[:2]:
+            bgr = np.dstack([bgr, alpha])
         return bgr
 
     def predict_ab(self, grey: np.ndarray) -> np.ndarray:

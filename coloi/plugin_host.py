@@ -11,6 +11,8 @@ any plugin can be blocked by its entry-point name. The CLI resolves these from
 
 from __future__ import annotations
 
+import signal
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -165,17 +167,47 @@ def get_plugin_manager(plugins: PluginSettings | Iterable[str] | None = None,
         owners[entry_point.name] = dist
         if not (autoload or dist == OWN_DISTRIBUTION or entry_point.name in enabled):
             continue
-        try:
-            plugin = entry_point.load()
-        except Exception as error:  # noqa: BLE001 - any failure of a plugin's own code
-            raise PluginError(
-                f"plugin {entry_point.name!r} ({entry_point.value}) failed to load: "
-                f"{type(error).__name__}: {error} (block it with {BLOCK_ENV}={entry_point.name})"
-            ) from None
+        plugin = _load(entry_point, settings.import_timeout)
         manager.register_plugin(plugin, entry_point.name, dist,
                                 entry_point.dist.version if entry_point.dist else "")
     manager.check_hooks()
     return manager
+
+
+class _ImportTimeout(BaseException):
+    """Raised into a plugin's import by SIGALRM; a BaseException, so that the plugin's own
+    ``except Exception`` cannot swallow it."""
+
+
+def _load(entry_point: metadata.EntryPoint, timeout: float) -> object:
+    """Import a plugin, as one :class:`PluginError` naming it if that fails, exits or takes
+    longer than ``timeout`` seconds (0: no limit). The limit needs SIGALRM, so it holds in a
+    process's main thread on POSIX, where the CLI loads its plugins; elsewhere it is waived."""
+    name = entry_point.name
+    unblock = f"(block it with --block-plugin {name} or {BLOCK_ENV}={name})"
+    timed = (timeout > 0 and hasattr(signal, "SIGALRM")
+             and threading.current_thread() is threading.main_thread())
+    if timed:
+        def expire(signum: int, frame: object) -> None:
+            raise _ImportTimeout
+
+        previous = signal.signal(signal.SIGALRM, expire)
+        signal.setitimer(signal.ITIMER_REAL, timeout)
+    try:
+        return entry_point.load()
+    except _ImportTimeout:
+        raise PluginError(f"plugin {name!r} ({entry_point.value}) was still importing after "
+                          f"{timeout:g} s, so coloi gave up {unblock}") from None
+    # SystemExit too: a plugin that calls sys.exit() at import would end coloi with its status
+    # (0, for sys.exit()), as if every photo had been done.
+    except (Exception, SystemExit) as error:  # noqa: BLE001 - any failure of a plugin's code
+        reason = " ".join(str(error).split())
+        raise PluginError(f"plugin {name!r} ({entry_point.value}) failed to load: "
+                          f"{type(error).__name__}: {reason} {unblock}") from None
+    finally:
+        if timed:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
 
 
 def build_registry(manager: pluggy.PluginManager) -> Registry:
@@ -202,7 +234,7 @@ def build_registry(manager: pluggy.PluginManager) -> Registry:
             call = manager.subset_hook_caller(hook.name, remove_plugins=others)
             try:
                 results = call()  # a list: this plugin's result, unless it returned None
-            except Exception as error:  # noqa: BLE001 - any failure of a plugin's own code
+            except (Exception, SystemExit) as error:  # noqa: BLE001 - a plugin's own code
                 raise PluginError(f"plugin {impl.plugin_name!r}: {hook.name} failed: "
                                   f"{type(error).__name__}: {error}") from None
             for result in results:

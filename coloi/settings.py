@@ -18,8 +18,8 @@ is passed down explicitly.
   ``eval``). A repeatable option takes a space-separated list (``COLOI_PRE="autolevels
   denoise"``); an empty variable counts as unset.
 - **Plugin control** keeps its own comma-separated variables (as pytest's ``PYTEST_PLUGINS``):
-  ``COLOI_BLOCK_PLUGINS``, ``COLOI_DISABLE_PLUGIN_AUTOLOAD`` and ``COLOI_PLUGINS``; see
-  :class:`PluginSettings`.
+  ``COLOI_BLOCK_PLUGINS``, ``COLOI_DISABLE_PLUGIN_AUTOLOAD`` and ``COLOI_PLUGINS``, and
+  ``COLOI_PLUGIN_IMPORT_TIMEOUT`` (seconds); see :class:`PluginSettings`.
 
 The command line is parsed by click, which applies exactly this order when each option carries
 its variable (:func:`assign_envvars`) and the context its config table (:func:`config_defaults`).
@@ -27,6 +27,7 @@ its variable (:func:`assign_envvars`) and the context its config table (:func:`c
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from collections.abc import Iterable, Mapping
@@ -41,6 +42,7 @@ CONFIG_ENV = "COLOI_CONFIG"
 DISABLE_AUTOLOAD_ENV = "COLOI_DISABLE_PLUGIN_AUTOLOAD"
 ENABLE_ENV = "COLOI_PLUGINS"
 BLOCK_ENV = "COLOI_BLOCK_PLUGINS"
+IMPORT_TIMEOUT_ENV = "COLOI_PLUGIN_IMPORT_TIMEOUT"
 
 
 class ConfigError(ColoiError):
@@ -81,6 +83,9 @@ def read_config(path: Path) -> dict[str, Any]:
             return tomllib.load(handle)
     except FileNotFoundError:
         return {}
+    except UnicodeDecodeError as error:  # tomllib decodes the whole file first
+        raise ConfigError(f"{path}: unreadable config file (not UTF-8: byte "
+                          f"{error.object[error.start]:#04x} at offset {error.start})") from None
     except (OSError, tomllib.TOMLDecodeError) as error:
         raise ConfigError(f"{path}: unreadable config file ({error})") from None
 
@@ -133,15 +138,27 @@ class PluginSettings:
     blocked: frozenset[str] = field(default_factory=frozenset)
     autoload: bool = True
     enabled: frozenset[str] = field(default_factory=frozenset)
+    # Seconds a plugin's import may take before coloi gives it up (0: no limit): a plugin that
+    # hangs at import would otherwise hang every command, the daemon's start included.
+    import_timeout: float = 30.0
 
     @classmethod
     def resolve(cls, environ: Mapping[str, str], blocked: Iterable[str] = ()) -> PluginSettings:
-        """From ``COLOI_BLOCK_PLUGINS``, ``COLOI_DISABLE_PLUGIN_AUTOLOAD`` and ``COLOI_PLUGINS``,
-        plus the names of ``--block-plugin``."""
+        """From ``COLOI_BLOCK_PLUGINS``, ``COLOI_DISABLE_PLUGIN_AUTOLOAD``, ``COLOI_PLUGINS`` and
+        ``COLOI_PLUGIN_IMPORT_TIMEOUT``, plus the names of ``--block-plugin``."""
         autoload = environ.get(DISABLE_AUTOLOAD_ENV, "").strip().lower() in (
             "", "0", "false", "no", "off")
+        timeout = cls.import_timeout
+        if environ.get(IMPORT_TIMEOUT_ENV, "").strip():
+            try:
+                timeout = float(environ[IMPORT_TIMEOUT_ENV])
+            except ValueError:
+                timeout = math.nan
+            if not (math.isfinite(timeout) and timeout >= 0):
+                raise ConfigError(f"{IMPORT_TIMEOUT_ENV}={environ[IMPORT_TIMEOUT_ENV]!r}: "
+                                  f"must be a number of seconds (0: no limit)")
         return cls(_names(environ.get(BLOCK_ENV)) | frozenset(blocked), autoload,
-                   _names(environ.get(ENABLE_ENV)))
+                   _names(environ.get(ENABLE_ENV)), timeout)
 
 
 def under_journald(environ: Mapping[str, str]) -> bool:

@@ -151,7 +151,7 @@ CASES = [
          check=_check_cmyk),
     Case("palette.png", _save(_rgb().convert("P"), "PNG"), check=_check_colourised),
     Case("alpha.png", _alpha_png(), check=_check_alpha),
-    Case("still.gif", _save(_rgb().convert("P"), "GIF"), output="still.png",
+    Case("still.gif", _save(_rgb().convert("P"), "GIF"), output="still.gif.png",
          check=_check_colourised),
     Case("dot.png", _save(Image.new("L", (1, 1), 128), "PNG"), check=_check_shape(1, 1)),
     Case("dot.jpg", _save(Image.new("L", (1, 1), 128), "JPEG"), check=_check_shape(1, 1)),
@@ -258,7 +258,7 @@ def test_run_gif_output_is_png_beside_it(cli, tmp_path: Path) -> None:
     gif.write_bytes(_save(_rgb().convert("P"), "GIF"))
     result = cli("run", "-b", "tflite", gif)
     assert result.exit_code == 0, result.stderr
-    assert Image.open(tmp_path / "still_colourised.png").format == "PNG"
+    assert Image.open(tmp_path / "still.gif_colourised.png").format == "PNG"
 
 
 def test_run_fifo_does_not_hang(cli, tmp_path: Path) -> None:
