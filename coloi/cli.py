@@ -22,7 +22,7 @@ import typer
 import typer.core
 
 from coloi import __version__
-from coloi.errors import ColoiError, TrainingError
+from coloi.errors import ColoiError, TrainingError, shown
 
 if TYPE_CHECKING:
     from coloi.api import Colouriser
@@ -222,7 +222,7 @@ def run(
         if outcome.error is not None:
             log.error("%s", outcome.error)
         elif outcome.skipped:
-            log.info("%s: skipped, output exists", outcome.source)
+            log.info("%s: skipped, output exists", shown(outcome.source))
         else:
             typer.echo(str(outcome.target))
         if progress is not None:

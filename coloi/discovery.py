@@ -77,15 +77,6 @@ def walk_photos(folder: Path) -> Iterator[tuple[Path, os.stat_result]]:
                 continue
 
 
-def shown(name: str | PurePath) -> str:
-    """A file name as it may appear in a log line: quoted, with its control characters
-    escaped, when it has any (a newline in a name would otherwise forge a log line)."""
-    text = str(name)
-    if text.isprintable():
-        return text
-    return repr(text)
-
-
 def _is_dir(entry: os.DirEntry[str]) -> bool:
     try:
         return entry.is_dir()

@@ -3,18 +3,25 @@ one-line messages. Every message names the thing it is about and says what went 
 
 from __future__ import annotations
 
-from pathlib import Path
+from pathlib import Path, PurePath
 
 
 class ColoiError(Exception):
     """Base of every error coloi reports to a user."""
 
 
+def shown(name: str | PurePath) -> str:
+    """A file name as it may appear in a message or a log line: quoted, with its control
+    characters escaped, when it has any (a newline in a name would otherwise forge a line)."""
+    text = str(name)
+    return text if text.isprintable() else repr(text)
+
+
 class PhotoError(ColoiError):
     """A photo could not be read, colourised or written; names the file and the reason."""
 
     def __init__(self, path: Path | str, reason: str) -> None:
-        super().__init__(f"{path}: {reason}")
+        super().__init__(f"{shown(path)}: {reason}")
         self.path = Path(path)
         self.reason = reason
 

@@ -570,3 +570,14 @@ def test_a_png_with_a_colour_profile_over_a_megabyte_keeps_it(tmp_path: Path) ->
     result = run_coloi("run", "-b", "tflite", source, "-o", tmp_path / "out")
     assert result.returncode == 0, result.stderr
     assert read_photo(tmp_path / "out" / "profiled.png").icc_profile == profile
+
+
+def test_a_new_line_in_a_file_name_cannot_forge_a_line_of_run(tmp_path: Path) -> None:
+    """Round 2, fault 12: `coloi run` printed a name with a newline as two lines."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "x\ncoloi: done forged.png").write_bytes(b"not a photo")
+    result = run_coloi("run", folder, "-o", tmp_path / "out", "-b", "tflite")
+    assert result.returncode == 1
+    assert not any(line.startswith("coloi: done forged") for line in result.stderr.splitlines())
+    assert "'" in result.stderr and "\\ncoloi: done forged.png" in result.stderr, result.stderr

@@ -11,7 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from coloi.discovery import is_hidden_or_temporary, is_photo_name, shown, walk_photos
+from coloi.discovery import is_hidden_or_temporary, is_photo_name, walk_photos
+from coloi.errors import shown
 from coloi.journal import Journal, Signature
 
 log = logging.getLogger("coloi")

@@ -17,8 +17,14 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from coloi.batch import SUFFIX_FORMAT, Job, output_path, render, write_output
-from coloi.discovery import shown
-from coloi.errors import MissingPhoto, PhotoError, PhotoTimeout, UnreadablePhoto, UnwritableOutput
+from coloi.errors import (
+    MissingPhoto,
+    PhotoError,
+    PhotoTimeout,
+    UnreadablePhoto,
+    UnwritableOutput,
+    shown,
+)
 from coloi.imageio import Limits
 from coloi.journal import Journal, Signature
 
