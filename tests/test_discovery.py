@@ -56,7 +56,7 @@ def test_run_and_watch_agree(cli, tmp_path: Path) -> None:
         wait_for(lambda: outputs(tmp_path / "watched-out") == PHOTOS[:1])
         make_tree(watched, later, seed=10)
         wait_for(lambda: len(outputs(tmp_path / "watched-out")) >= len(PHOTOS))
-        wait_for(lambda: not watcher.pending)  # every live event has been looked at
+        wait_for(lambda: not watcher.settler.pending)  # every live event has been looked at
     finally:
         watcher.stopping.set()
         runner.join(timeout=30)
