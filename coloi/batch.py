@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from coloi.discovery import find_photos
+from coloi.discovery import iter_photos
 from coloi.errors import (
     ColoiError,
     MissingPhoto,
@@ -75,7 +75,7 @@ def plan_jobs(inputs: Iterable[Path], output_dir: Path | None,
     """
     for argument in inputs:
         if argument.is_dir():
-            for path in find_photos(argument):
+            for path in iter_photos(argument):  # streamed: millions start at once
                 if not path.is_file():
                     if path.is_symlink() and not path.exists():
                         yield MissingPhoto(path, "a link to nothing (its target is missing, "
@@ -163,13 +163,27 @@ class Outcome:
     skipped: bool = False
 
 
-def _run_one(item: Job | PhotoError, colouriser: Colouriser, limits: Limits, overwrite: bool,
-             skip_existing: bool, quality: int) -> Outcome:
+def existing_output(job: Job, overwrite: bool, skip_existing: bool) -> Outcome | None:
+    """The outcome of a job whose output is already there (skipped with ``skip_existing``,
+    else failed), or None when it is to be done: ``--skip-existing`` and ``--overwrite``."""
+    if overwrite or not job.target.exists():
+        return None
+    if skip_existing:
+        return Outcome(job.source, job.target, None, 0.0, skipped=True)
+    return Outcome(job.source, job.target,
+                   OutputExists(job.target, "output already exists (use --overwrite to "
+                                            "replace it)"), 0.0)
+
+
+def run_one(item: Job | PhotoError, colouriser: Colouriser, limits: Limits, overwrite: bool,
+            skip_existing: bool, quality: int) -> Outcome:
+    """Do one job as ``coloi run`` does, whichever engine runs it; never raises PhotoError
+    (a failure is the outcome's ``error``)."""
     started = time.perf_counter()
     if isinstance(item, PhotoError):
         return Outcome(item.path, None, item, 0.0)
-    if skip_existing and not overwrite and item.target.exists():
-        return Outcome(item.source, item.target, None, 0.0, skipped=True)
+    if skip_existing and (done := existing_output(item, overwrite, skip_existing)):
+        return done
     try:
         colourise_file(item, colouriser, limits, overwrite, quality)
         return Outcome(item.source, item.target, None, time.perf_counter() - started)
@@ -180,23 +194,20 @@ def _run_one(item: Job | PhotoError, colouriser: Colouriser, limits: Limits, ove
 def run_jobs(items: Iterable[Job | PhotoError], colouriser: Colouriser, limits: Limits,
              overwrite: bool = False, skip_existing: bool = False, quality: int = 95,
              report: Callable[[Outcome], None] = lambda outcome: None,
-             workers: int = 2) -> list[Outcome]:
-    """Run every job, carrying on past failures; outcomes are reported in input order.
+             workers: int = 2) -> None:
+    """Run every job on this machine, carrying on past failures; each outcome is given to
+    ``report`` in input order, and none is kept (an archive of millions runs in flat memory).
 
     With several ``workers``, one photo's decoding and encoding overlap another's inference
     (OpenCV and Pillow release the GIL; the colouriser serialises the backend itself).
     """
-    outcomes = []
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         # A bounded window of photos in flight keeps memory flat on long batches.
         pending: deque[Future[Outcome]] = deque()
         for item in items:
-            pending.append(pool.submit(_run_one, item, colouriser, limits, overwrite,
+            pending.append(pool.submit(run_one, item, colouriser, limits, overwrite,
                                        skip_existing, quality))
             if len(pending) > workers:
-                outcomes.append(pending.popleft().result())
-                report(outcomes[-1])
+                report(pending.popleft().result())
         while pending:
-            outcomes.append(pending.popleft().result())
-            report(outcomes[-1])
-    return outcomes
+            report(pending.popleft().result())

@@ -10,7 +10,7 @@ import json
 import logging
 import math
 import sys
-import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, NoReturn
 
@@ -177,61 +177,83 @@ def run(
     post: PostOption = None,
     max_pixels: MaxPixelsOption = 100_000_000,
     max_bytes: MaxBytesOption = 1 << 30,
+    engine: Annotated[str, typer.Option(
+        help="Where the photos are colourised: local (this machine) or ray (a Ray cluster, "
+             "see docs/scale-out.md; needs coloi[ray]).")] = "local",
+    ray_address: Annotated[str | None, typer.Option(
+        "--ray-address", help="With --engine ray, the cluster to join (host:port or "
+                              "ray://host:port; default: $RAY_ADDRESS, else a Ray started "
+                              "on this machine).")] = None,
+    report_file: Annotated[Path | None, typer.Option(
+        "--report", help="Also write each failed photo as one JSON line (path, reason, "
+                         "error, source, output) to this file, replacing it.")] = None,
 ) -> None:
     """Colourise photos and folders of photos.
 
     Inputs are never changed and existing files are never replaced unless --overwrite is
     given; outputs are written atomically. A photo that fails is reported on one line and the
-    others are still done; the exit status is 1 if any failed.
+    others are still done; the exit status is 1 if any failed. Folders are listed as the work
+    goes on, so the first outputs of a huge archive appear at once.
     """
-    from coloi.batch import Outcome, plan_jobs, run_jobs
+    from coloi.batch import plan_jobs
     from coloi.imageio import FORMAT_SUFFIX, Limits
+    from coloi.reporting import Reporter
 
     if fmt is not None and fmt not in FORMAT_SUFFIX:
         fail(f"unknown format {fmt!r} (choose from {', '.join(FORMAT_SUFFIX)})")
+    if engine not in ENGINES:
+        fail(f"--engine {engine}: choose one of {', '.join(ENGINES)}")
     if output is not None:
         from coloi.discovery import refuse_overlap
 
         for folder in (path for path in inputs if path.is_dir()):
             refuse_overlap(folder, output)
-    items = list(plan_jobs(inputs, output, fmt))
-    colouriser = _colouriser(ctx, backend, model_dir, model, threads, pre, post)
+    limits = Limits(max_pixels, max_bytes)
+    colouriser = None
+    if engine == "local":
+        colouriser = _colouriser(ctx, backend, model_dir, model, threads, pre, post)
+    with Reporter(typer.echo, report_file,
+                  progress=sys.stderr.isatty() and (len(inputs) > 1 or any(
+                      path.is_dir() for path in inputs))) as reporter:
+        items = reporter.counted(plan_jobs(inputs, output, fmt))
+        if colouriser is not None:
+            from coloi.batch import run_jobs
 
-    progress = None
-    if len(items) > 1 and sys.stderr.isatty():
-        from rich.console import Console
-        from rich.progress import Progress
-
-        # On stderr, whose terminal was checked: stdout carries only the output paths, for
-        # pipes and scripts, and a bar drawn there would leave lines among them.
-        progress = Progress(transient=True, console=Console(stderr=True))
-        task = progress.add_task("colourising", total=len(items))
-        progress.start()
-
-    def report(outcome: Outcome) -> None:
-        if outcome.error is not None:
-            log.error("%s", outcome.error)
-        elif outcome.skipped:
-            log.info("%s: skipped, output exists", outcome.source)
+            run_jobs(items, colouriser, limits, overwrite, skip_existing, quality, reporter)
         else:
-            typer.echo(str(outcome.target))
-        if progress is not None:
-            progress.advance(task)
-
-    started = time.perf_counter()
-    try:
-        outcomes = run_jobs(items, colouriser, Limits(max_pixels, max_bytes), overwrite,
-                            skip_existing, quality, report)
-    finally:
-        if progress is not None:
-            progress.stop()
-    failed = sum(o.error is not None for o in outcomes)
-    skipped = sum(o.skipped for o in outcomes)
-    done = len(outcomes) - failed - skipped
-    log.info("%d colourised, %d failed, %d skipped in %.1f s", done, failed, skipped,
-             time.perf_counter() - started)
-    if failed:
+            _run_on_ray(ctx, items, reporter, ray_address, backend=backend, pre=pre,
+                        post=post, model_dir=model_dir, model=model, threads=threads,
+                        limits=limits, quality=quality, overwrite=overwrite,
+                        skip_existing=skip_existing)
+    tally = reporter.tally
+    log.info("%s", tally.summary())
+    if tally.failed:
         raise typer.Exit(1)
+
+
+ENGINES = ("local", "ray")
+
+
+def _run_on_ray(ctx: typer.Context, items: Iterable[Any], reporter: Callable[[Any], None],
+                address: str | None, *, backend: str, pre: list[str] | None,
+                post: list[str] | None, model_dir: Path | None, model: str | None,
+                threads: int | None, **options: Any) -> None:
+    """``coloi run --engine ray``: the same jobs, on the actors of a Ray cluster
+    (:mod:`coloi.ray_engine`), each with one backend on ``--threads`` CPUs (default 1)."""
+    try:
+        from coloi.ray_engine import WorkerSettings, run_on_ray
+    except ImportError as error:
+        if error.name is None or error.name.split(".")[0] != "ray":
+            raise
+        fail("--engine ray needs Ray: pip install 'coloi[ray]'")
+    from coloi.settings import environment
+
+    settings = WorkerSettings(
+        backend=backend, pre=tuple(pre or ()), post=tuple(post or ()),
+        model_dir=None if model_dir is None else str(model_dir.absolute()), model=model,
+        threads=threads or 1, plugins=ctx.obj, **options)
+    # Ray's own variable names the cluster unless --ray-address (or COLOI_RAY_ADDRESS) does.
+    run_on_ray(items, settings, reporter, address or environment().get("RAY_ADDRESS") or None)
 
 
 @app.command()

@@ -12,6 +12,7 @@ listed like files.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path, PurePath
 
 from coloi.errors import ColoiError
@@ -39,17 +40,40 @@ def is_photo_path(path: PurePath, root: PurePath) -> bool:
         is_hidden_or_temporary(part) for part in relative.parent.parts)
 
 
-def find_photos(folder: Path) -> list[Path]:
-    """Every photo under ``folder`` by the rule above, recursively, sorted.
+def iter_photos(folder: Path) -> Iterator[Path]:
+    """Every photo under ``folder`` by the rule above, recursively, in sorted order, as it is
+    found: an archive of millions of photos starts being worked on at once, and only the
+    folders on the way to the current one are held in memory (each one's names, to sort them).
 
     Only names are looked at: a path listed may be a broken link, or a FIFO named like a
-    photo, which whoever reads it then reports.
+    photo, which whoever reads it then reports. A folder that cannot be listed is passed over,
+    as ``os.walk`` does.
     """
-    found = []
-    for directory, subfolders, files in os.walk(folder):
-        subfolders[:] = [name for name in subfolders if not is_hidden_or_temporary(name)]
-        found += [Path(directory, name) for name in files if is_photo_name(name)]
-    return sorted(found)
+    # Depth first over each folder's names sorted together (files and subfolders alike) gives
+    # exactly sorted(paths): Paths compare part by part.
+    try:
+        with os.scandir(folder) as listing:
+            entries = sorted(listing, key=lambda entry: entry.name)
+    except OSError:
+        return
+    for entry in entries:
+        if is_hidden_or_temporary(entry.name):
+            continue
+        try:
+            is_folder = entry.is_dir()
+        except OSError:
+            is_folder = False
+        if not is_folder:
+            if is_photo_name(entry.name):
+                yield Path(folder, entry.name)
+        elif not entry.is_symlink():  # a linked folder could lead round in a loop
+            yield from iter_photos(Path(folder, entry.name))
+
+
+def find_photos(folder: Path) -> list[Path]:
+    """Every photo under ``folder`` by the rule above, recursively, sorted (a list of
+    :func:`iter_photos`)."""
+    return list(iter_photos(folder))
 
 
 def refuse_overlap(folder: Path, output_dir: Path) -> None:

@@ -12,7 +12,10 @@ holds it to that).
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import glob
+import hashlib
 import io
 import os
 import stat
@@ -459,6 +462,28 @@ def _umask() -> int:
     return current
 
 
+PARTIAL_SUFFIX = ".coloi-partial"
+
+
+def _partial_prefix(path: Path) -> str:
+    # Part of the name only: the whole of a long one (up to 255 bytes) plus the temporary
+    # marks would be over the filesystem's limit. The hash of the whole name tells apart two
+    # long names that share their start, so that one's leftovers are found without the other's.
+    digest = hashlib.sha1(path.name.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+    return f".{path.name[:40]}.{digest}."
+
+
+def remove_partial_writes(path: Path) -> None:
+    """Delete the temporary files that writes of ``path`` by :func:`write_atomically` left
+    when their process was killed (a Ray worker that died mid-photo). Only for a path that
+    nothing is writing now: a live write's temporary file would be taken from under it."""
+    with contextlib.suppress(OSError):
+        for partial in path.parent.glob(glob.escape(_partial_prefix(path)) + "*"
+                                        + PARTIAL_SUFFIX):
+            with contextlib.suppress(OSError):
+                partial.unlink()
+
+
 def write_atomically(path: Path, data: bytes, overwrite: bool = False) -> None:
     """Write ``data`` to ``path`` all at once: a hidden temporary file in the same folder, then
     a rename. Without ``overwrite`` an existing file is never replaced, even in a race."""
@@ -466,10 +491,8 @@ def write_atomically(path: Path, data: bytes, overwrite: bool = False) -> None:
         raise OutputExists(path, "output already exists (use --overwrite to replace it)")
     temporary = None
     try:
-        # Part of the name only: the whole of a long one (up to 255 bytes) plus the temporary
-        # marks would be over the filesystem's limit.
-        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name[:40]}.",
-                                             suffix=".coloi-partial")
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=_partial_prefix(path),
+                                             suffix=PARTIAL_SUFFIX)
         os.fchmod(handle, 0o666 & ~_umask())  # mkstemp makes 0600; outputs are ordinary files
         with os.fdopen(handle, "wb") as stream:
             stream.write(data)
