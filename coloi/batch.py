@@ -6,6 +6,7 @@ atomically, so a failed or interrupted photo leaves nothing behind.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -29,11 +30,14 @@ from coloi.imageio import (
     Limits,
     encode_photo,
     read_photo,
+    remove_partial_writes_in,
     write_atomically,
 )
 
 if TYPE_CHECKING:
     from coloi.api import Colouriser
+
+log = logging.getLogger("coloi")
 
 COLOURISED_SUFFIX = "_colourised"
 # The output format for each input suffix when none is chosen: the input's own, except for
@@ -102,6 +106,20 @@ def _job(source: Path, relative: Path, output_dir: Path | None,
     if target.exists() and target.resolve() == source.resolve():
         return UnwritableOutput(target, "output would replace its input")
     return Job(source, target, chosen)
+
+
+def removing_partial_writes(items: Iterable[Job | PhotoError]) -> Iterator[Job | PhotoError]:
+    """``items``, having first removed the temporary files that an earlier run, killed mid-write,
+    left in each output folder (before the first of this run's photos for that folder is
+    handed on, so that none of this run's own writes is touched)."""
+    cleaned: set[Path] = set()
+    for item in items:
+        if isinstance(item, Job) and item.target.parent not in cleaned:
+            cleaned.add(item.target.parent)
+            if removed := remove_partial_writes_in(item.target.parent):
+                log.info("%s: removed %d temporary file(s) left by an interrupted run",
+                         item.target.parent, removed)
+        yield item
 
 
 def render(job: Job, colouriser: Colouriser, limits: Limits, quality: int = 95) -> bytes:

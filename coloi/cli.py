@@ -6,6 +6,7 @@ Heavy frameworks are imported only inside commands that load a backend or train,
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -195,7 +196,7 @@ def run(
     others are still done; the exit status is 1 if any failed. Folders are listed as the work
     goes on, so the first outputs of a huge archive appear at once.
     """
-    from coloi.batch import plan_jobs
+    from coloi.batch import plan_jobs, removing_partial_writes
     from coloi.imageio import FORMAT_SUFFIX, Limits
     from coloi.reporting import Reporter
 
@@ -212,10 +213,12 @@ def run(
     colouriser = None
     if engine == "local":
         colouriser = _colouriser(ctx, backend, model_dir, model, threads, pre, post)
-    with Reporter(typer.echo, report_file,
+    # Bound to stdout now: the Ray engine sends whatever else is printed there to stderr.
+    echo = functools.partial(typer.echo, file=sys.stdout)
+    with Reporter(echo, report_file,
                   progress=sys.stderr.isatty() and (len(inputs) > 1 or any(
                       path.is_dir() for path in inputs))) as reporter:
-        items = reporter.counted(plan_jobs(inputs, output, fmt))
+        items = reporter.counted(removing_partial_writes(plan_jobs(inputs, output, fmt)))
         if colouriser is not None:
             from coloi.batch import run_jobs
 

@@ -18,6 +18,7 @@ import glob
 import hashlib
 import io
 import os
+import re
 import stat
 import struct
 import tempfile
@@ -482,6 +483,26 @@ def remove_partial_writes(path: Path) -> None:
                                         + PARTIAL_SUFFIX):
             with contextlib.suppress(OSError):
                 partial.unlink()
+
+
+# The temporary name write_atomically gives: _partial_prefix, mkstemp's 8 random characters,
+# PARTIAL_SUFFIX. Matched exactly, so that no other program's file (nor the daemon's journal)
+# is taken for one.
+_PARTIAL_NAME = re.compile(r"\..*\.[0-9a-f]{8}\.[a-z0-9_]{8}" + re.escape(PARTIAL_SUFFIX),
+                           re.DOTALL)
+
+
+def remove_partial_writes_in(folder: Path) -> int:
+    """Delete the temporary files that killed writes left in ``folder`` (not below it), and
+    return how many. For a folder nothing is writing into now."""
+    removed = 0
+    with contextlib.suppress(OSError), os.scandir(folder) as listing:
+        for entry in listing:
+            if _PARTIAL_NAME.fullmatch(entry.name):
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
+                    removed += 1
+    return removed
 
 
 def write_atomically(path: Path, data: bytes, overwrite: bool = False) -> None:

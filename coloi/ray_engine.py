@@ -16,7 +16,10 @@ done; the dead attempt's temporary files are removed. A photo whose worker dies
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import socket
+import sys
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
@@ -212,8 +215,24 @@ class _Dispatcher:
                 self.retries.append(_Batch([job], batch.attempt + 1))
 
 
+def _check_reachable(address: str) -> None:
+    """Fail at once when a ``host:port`` address does not answer: Ray itself would retry for
+    minutes, printing warnings."""
+    host, _, port = address.rpartition(":")
+    if "://" in address or not host or not port.isdigit():
+        return  # ray://, auto, or a form Ray resolves itself
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=10).close()
+    except OSError as error:
+        raise ColoiError(f"cannot reach the Ray cluster at {address} "
+                         f"({error.strerror or error}); is it running (ray start --head)?"
+                         ) from None
+
+
 def connect(address: str | None) -> None:
     """Join the Ray cluster at ``address``, or start a Ray on this machine when it is None."""
+    if address is not None:
+        _check_reachable(address)
     # Ray's own log lines (start-up notes, each worker's output) would bury the one line per
     # photo that coloi prints; the workers' failures reach the driver as outcomes.
     try:
@@ -263,10 +282,14 @@ def run_on_ray(items: Iterable[Job | PhotoError], settings: WorkerSettings,
     """Run the jobs on Ray (the cluster at ``address``, else a Ray started here), giving each
     outcome to ``report`` as it arrives (in no particular order). ``items`` is read as the
     work goes on, never all at once."""
-    connect(address)
-    try:
-        workers = start_workers(settings)
-        _Dispatcher(workers, settings, report).run(items)
-    finally:
-        ray.shutdown()
+    # Ray prints its raylet's messages (a worker died, a request cannot be scheduled) on
+    # stdout, from a thread of its own; stdout carries only the outputs' paths, so that a
+    # script can read them: those messages go to stderr (``report`` holds its own stream).
+    with contextlib.redirect_stdout(sys.stderr):
+        connect(address)
+        try:
+            workers = start_workers(settings)
+            _Dispatcher(workers, settings, report).run(items)
+        finally:
+            ray.shutdown()
 
