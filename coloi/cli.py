@@ -210,24 +210,25 @@ def run(
         for folder in (path for path in inputs if path.is_dir()):
             refuse_overlap(folder, output)
     limits = Limits(max_pixels, max_bytes)
-    colouriser = None
+    work: Callable[[Iterable[Any], Callable[[Any], None]], None]
     if engine == "local":
+        from coloi.batch import run_jobs
+
         colouriser = _colouriser(ctx, backend, model_dir, model, threads, pre, post)
+
+        def work(items: Iterable[Any], report: Callable[[Any], None]) -> None:
+            run_jobs(items, colouriser, limits, overwrite, skip_existing, quality, report)
+    else:
+        work = _ray_engine(ctx, ray_address, backend=backend, pre=pre, post=post,
+                           model_dir=model_dir, model=model, threads=threads, limits=limits,
+                           quality=quality, overwrite=overwrite, skip_existing=skip_existing)
     # Bound to stdout now: the Ray engine sends whatever else is printed there to stderr.
     echo = functools.partial(typer.echo, file=sys.stdout)
     with Reporter(echo, report_file,
                   progress=sys.stderr.isatty() and (len(inputs) > 1 or any(
                       path.is_dir() for path in inputs))) as reporter:
-        items = reporter.counted(removing_partial_writes(plan_jobs(inputs, output, fmt)))
-        if colouriser is not None:
-            from coloi.batch import run_jobs
-
-            run_jobs(items, colouriser, limits, overwrite, skip_existing, quality, reporter)
-        else:
-            _run_on_ray(ctx, items, reporter, ray_address, backend=backend, pre=pre,
-                        post=post, model_dir=model_dir, model=model, threads=threads,
-                        limits=limits, quality=quality, overwrite=overwrite,
-                        skip_existing=skip_existing)
+        work(reporter.counted(removing_partial_writes(plan_jobs(inputs, output, fmt))),
+             reporter)
     tally = reporter.tally
     log.info("%s", tally.summary())
     if tally.failed:
@@ -237,12 +238,13 @@ def run(
 ENGINES = ("local", "ray")
 
 
-def _run_on_ray(ctx: typer.Context, items: Iterable[Any], reporter: Callable[[Any], None],
-                address: str | None, *, backend: str, pre: list[str] | None,
-                post: list[str] | None, model_dir: Path | None, model: str | None,
-                threads: int | None, **options: Any) -> None:
+def _ray_engine(ctx: typer.Context, address: str | None, *, backend: str,
+                pre: list[str] | None, post: list[str] | None, model_dir: Path | None,
+                model: str | None, threads: int | None,
+                **options: Any) -> Callable[[Iterable[Any], Callable[[Any], None]], None]:
     """``coloi run --engine ray``: the same jobs, on the actors of a Ray cluster
-    (:mod:`coloi.ray_engine`), each with one backend on ``--threads`` CPUs (default 1)."""
+    (:mod:`coloi.ray_engine`), each with one backend on ``--threads`` CPUs (default 1).
+    Fails at once when Ray is not installed."""
     try:
         from coloi.ray_engine import WorkerSettings, run_on_ray
     except ImportError as error:
@@ -256,7 +258,12 @@ def _run_on_ray(ctx: typer.Context, items: Iterable[Any], reporter: Callable[[An
         model_dir=None if model_dir is None else str(model_dir.absolute()), model=model,
         threads=threads or 1, plugins=ctx.obj, **options)
     # Ray's own variable names the cluster unless --ray-address (or COLOI_RAY_ADDRESS) does.
-    run_on_ray(items, settings, reporter, address or environment().get("RAY_ADDRESS") or None)
+    cluster = address or environment().get("RAY_ADDRESS") or None
+
+    def work(items: Iterable[Any], report: Callable[[Any], None]) -> None:
+        run_on_ray(items, settings, report, cluster)
+
+    return work
 
 
 @app.command()

@@ -2,8 +2,9 @@
 real ``coloi`` joins by its address, or the Ray that ``coloi`` starts itself. Worker and driver
 processes are killed for real, by PID, mid-run.
 
-Marked ``ray`` (``pytest -m ray``); skipped where Ray is not installed (``pip install -e
-'.[tf,test,ray]'`` installs it, as .ci/run does).
+Marked ``ray`` (``pytest -m ray``), and those that start a Ray ``slow`` as well (out of the
+fast tier); skipped where Ray is not installed (``pip install -e '.[tf,test,ray]'`` installs
+it, as .ci/run does).
 """
 
 from __future__ import annotations
@@ -146,6 +147,7 @@ def expected_bytes(photos: list[Path]) -> dict[str, bytes]:
         return {photo.name: colouriser.colourise(photo) for photo in photos}
 
 
+@pytest.mark.slow  # starts Ray: seconds
 def test_ray_matches_local_pixel_for_pixel(tmp_path: Path, ray_address: str) -> None:
     """~100 photos in a tree plus bad files: the same outputs as --engine local, pixel for
     pixel, the same failure lines and report, exit status 1."""
@@ -194,6 +196,7 @@ def test_ray_matches_local_pixel_for_pixel(tmp_path: Path, ray_address: str) -> 
     assert not partials(tmp_path / "ray")
 
 
+@pytest.mark.slow  # starts Ray: seconds
 def test_worker_killed_mid_run(tmp_path: Path) -> None:
     """A worker process of the run (coloi starts its own Ray here) is SIGKILLed mid-run: its
     photos are done again elsewhere, every photo ends with one whole output, and no temporary
@@ -221,6 +224,7 @@ def test_worker_killed_mid_run(tmp_path: Path) -> None:
     assert not partials(out)
 
 
+@pytest.mark.slow  # starts Ray: seconds
 def test_driver_killed_then_rerun_skip_existing(tmp_path: Path, ray_address: str) -> None:
     """The driver is SIGKILLed mid-run on a cluster it joined (through RAY_ADDRESS); a rerun
     with --skip-existing does the rest and nothing twice: the outputs already there keep their
@@ -285,6 +289,7 @@ CRASH = textwrap.dedent('''
 ''')
 
 
+@pytest.mark.slow  # starts Ray: seconds
 def test_photo_that_kills_its_worker_fails_by_name(tmp_path: Path) -> None:
     """A photo whose worker dies every time it is tried fails, by name, after a few tries;
     the others are done."""
@@ -315,3 +320,78 @@ def test_ray_address_unreachable(tmp_path: Path) -> None:
     assert "cannot reach the Ray cluster at 127.0.0.1:9 (Connection refused)" in result.stderr
     assert not (tmp_path / "out").exists()
 
+
+
+def worker(**settings: object) -> object:
+    """A PhotoWorker built in this process, as an actor builds it (no Ray involved)."""
+    from coloi.ray_engine import PhotoWorker, WorkerSettings
+
+    return PhotoWorker(WorkerSettings(backend="tflite", **settings))  # type: ignore[arg-type]
+
+
+def test_retry_takes_an_output_there_as_done_and_removes_leftovers(tmp_path: Path) -> None:
+    """What a worker does with photos whose first worker died: an output already there was
+    that worker's (the driver saw none before sending it), and the dead write's temporary file
+    goes; on a first attempt the same output would be a failure."""
+    from coloi.batch import Job
+    from coloi.imageio import _partial_prefix
+
+    source, target = tmp_path / "p.png", tmp_path / "out" / "p.png"
+    cv2.imwrite(str(source), natural_photo())
+    target.parent.mkdir()
+    target.write_bytes(b"written by the attempt that died")
+    leftover = target.parent / f"{_partial_prefix(target)}abcd1234.coloi-partial"
+    leftover.write_bytes(b"half")
+    other = target.parent / f"{_partial_prefix(target.with_name('q.png'))}abcd1234.coloi-partial"
+    other.write_bytes(b"another photo's write, not this one's")
+    job = Job(source, target, "png")
+
+    first, = worker().colourise([job], retry=False)  # type: ignore[attr-defined]
+    assert first.error is not None and "output already exists" in str(first.error)
+    assert leftover.exists()
+    again, = worker().colourise([job], retry=True)  # type: ignore[attr-defined]
+    assert again.error is None and not again.skipped
+    assert not leftover.exists() and other.exists()
+    assert target.read_bytes() == b"written by the attempt that died"  # never written twice
+
+    target.unlink()
+    redone, = worker().colourise([job], retry=True)  # type: ignore[attr-defined]
+    assert redone.error is None
+    assert cv2.imread(str(target)) is not None
+
+
+def test_worker_reports_a_backend_that_cannot_load() -> None:
+    broken = worker(model="no-such-model")
+    assert "no-such-model" in str(broken.ready())  # type: ignore[attr-defined]
+    assert worker().ready() is None  # type: ignore[attr-defined]
+
+
+def test_errors_name_paths_as_given(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Workers get absolute paths; the lines printed name them as the user gave them."""
+    from coloi.batch import Job, Outcome
+    from coloi.errors import UnreadablePhoto, UnwritableOutput
+    from coloi.ray_engine import _absolute, _as_given
+
+    monkeypatch.chdir(tmp_path)
+    job = Job(Path("scans/a.png"), Path("out/a.png"), "png")
+    sent = _absolute(job)
+    assert sent.source == tmp_path / "scans" / "a.png"
+    for error, named in ((UnreadablePhoto(sent.source, "empty file"), "scans/a.png"),
+                         (UnwritableOutput(sent.target.parent, "cannot create folder"), "out")):
+        outcome = _as_given(Outcome(sent.source, sent.target, error, 0.0), job)
+        assert str(outcome.error) == f"{named}: {error.reason}"
+        assert type(outcome.error) is type(error)
+        assert outcome.source == job.source and outcome.target == job.target
+
+
+def test_without_ray_installed(cli, tmp_path: Path,  # type: ignore[no-untyped-def]
+                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray now raises ImportError
+    monkeypatch.delitem(sys.modules, "coloi.ray_engine", raising=False)
+    photo = tmp_path / "p.png"
+    cv2.imwrite(str(photo), natural_photo())
+    result = cli("run", "--engine", "ray", photo, "-o", tmp_path / "out")
+    assert result.exit_code == 1
+    assert result.stderr.strip() == ("coloi: error: --engine ray needs Ray: pip install "
+                                     "'coloi[ray]'")
+    assert not (tmp_path / "out").exists()
