@@ -44,9 +44,13 @@ ATTEMPTS = 3  # a photo whose worker died this many times fails
 LOCAL_OBJECT_STORE_BYTES = 100 * 1024 * 1024
 
 # Errors that mean the worker, not the photo, was lost: its photos are sent again.
-WORKER_LOST = (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError,
-               ray.exceptions.NodeDiedError, ray.exceptions.ObjectLostError,
-               ray.exceptions.OutOfMemoryError)
+WORKER_LOST = (
+    ray.exceptions.RayActorError,
+    ray.exceptions.WorkerCrashedError,
+    ray.exceptions.NodeDiedError,
+    ray.exceptions.ObjectLostError,
+    ray.exceptions.OutOfMemoryError,
+)
 
 
 @dataclass(frozen=True)
@@ -76,9 +80,16 @@ class PhotoWorker:
         self.error: str | None = None
         try:
             self.colouriser = Colouriser(
-                settings.backend, pre=settings.pre, post=settings.post,
-                model_dir=settings.model_dir, model=settings.model, threads=settings.threads,
-                limits=settings.limits, quality=settings.quality, plugins=settings.plugins)
+                settings.backend,
+                pre=settings.pre,
+                post=settings.post,
+                model_dir=settings.model_dir,
+                model=settings.model,
+                threads=settings.threads,
+                limits=settings.limits,
+                quality=settings.quality,
+                plugins=settings.plugins,
+            )
         except ColoiError as error:
             # Kept, not raised: an actor whose constructor raises is restarted by Ray in a
             # loop, while the driver asks ready() and stops the run with this one line.
@@ -101,8 +112,14 @@ class PhotoWorker:
             remove_partial_writes(job.target)
             if not settings.overwrite and job.target.exists():
                 return Outcome(job.source, job.target, None, 0.0)
-        return run_one(job, self.colouriser, settings.limits, settings.overwrite,
-                       settings.skip_existing, settings.quality)
+        return run_one(
+            job,
+            self.colouriser,
+            settings.limits,
+            settings.overwrite,
+            settings.skip_existing,
+            settings.quality,
+        )
 
 
 @dataclass
@@ -123,8 +140,11 @@ def _as_given(outcome: Outcome, job: Job) -> Outcome:
     error = outcome.error
     if error is not None:
         sent = _absolute(job)
-        names = {sent.source: job.source, sent.target: job.target,
-                 sent.target.parent: job.target.parent}
+        names = {
+            sent.source: job.source,
+            sent.target: job.target,
+            sent.target.parent: job.target.parent,
+        }
         if error.path in names:
             error = type(error)(names[error.path], error.reason)
     return replace(outcome, source=job.source, target=job.target, error=error)
@@ -134,8 +154,9 @@ class _Dispatcher:
     """Keeps every worker busy with a bounded number of batches, collects their outcomes and
     sends the photos of a lost worker again."""
 
-    def __init__(self, workers: list[Any], settings: WorkerSettings,
-                 report: Callable[[Outcome], None]) -> None:
+    def __init__(
+        self, workers: list[Any], settings: WorkerSettings, report: Callable[[Outcome], None]
+    ) -> None:
         self.workers = workers
         self.settings = settings
         self.report = report
@@ -190,9 +211,17 @@ class _Dispatcher:
                 continue
             except ray.exceptions.RayTaskError as error:  # a bug, not a photo: say so per photo
                 cause = error.cause if error.cause is not None else error
-                outcomes = [Outcome(job.source, job.target, PhotoError(
-                    job.source, f"failed on a Ray worker ({type(cause).__name__}: {cause})"),
-                    0.0) for job in batch.jobs]
+                outcomes = [
+                    Outcome(
+                        job.source,
+                        job.target,
+                        PhotoError(
+                            job.source, f"failed on a Ray worker ({type(cause).__name__}: {cause})"
+                        ),
+                        0.0,
+                    )
+                    for job in batch.jobs
+                ]
                 self._report_all(outcomes, batch)
                 continue
             self._report_all(outcomes, batch)
@@ -202,15 +231,29 @@ class _Dispatcher:
             self.report(_as_given(outcome, job))
 
     def _lost(self, batch: _Batch, error: Exception) -> None:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else (
-            type(error).__name__)
-        log.warning("a Ray worker was lost with %d photo(s) in hand (%s: %s); they are sent "
-                    "again", len(batch.jobs), type(error).__name__, reason[:200])
+        reason = (
+            str(error).strip().splitlines()[0] if str(error).strip() else (type(error).__name__)
+        )
+        log.warning(
+            "a Ray worker was lost with %d photo(s) in hand (%s: %s); they are sent again",
+            len(batch.jobs),
+            type(error).__name__,
+            reason[:200],
+        )
         for job in batch.jobs:
             if batch.attempt >= ATTEMPTS:
-                self.report(Outcome(job.source, job.target, PhotoError(
-                    job.source, f"its Ray worker died {ATTEMPTS} times while colourising it "
-                                f"({type(error).__name__})"), 0.0))
+                self.report(
+                    Outcome(
+                        job.source,
+                        job.target,
+                        PhotoError(
+                            job.source,
+                            f"its Ray worker died {ATTEMPTS} times while colourising it "
+                            f"({type(error).__name__})",
+                        ),
+                        0.0,
+                    )
+                )
             else:  # one photo per task from now on, so that a photo that kills is found
                 self.retries.append(_Batch([job], batch.attempt + 1))
 
@@ -224,9 +267,10 @@ def _check_reachable(address: str) -> None:
     try:
         socket.create_connection((host.strip("[]"), int(port)), timeout=10).close()
     except OSError as error:
-        raise ColoiError(f"cannot reach the Ray cluster at {address} "
-                         f"({error.strerror or error}); is it running (ray start --head)?"
-                         ) from None
+        raise ColoiError(
+            f"cannot reach the Ray cluster at {address} "
+            f"({error.strerror or error}); is it running (ray start --head)?"
+        ) from None
 
 
 def connect(address: str | None) -> None:
@@ -237,8 +281,13 @@ def connect(address: str | None) -> None:
     # photo that coloi prints; the workers' failures reach the driver as outcomes.
     try:
         if address is None:
-            ray.init(address="local", include_dashboard=False, log_to_driver=False,
-                     logging_level=logging.ERROR, object_store_memory=LOCAL_OBJECT_STORE_BYTES)
+            ray.init(
+                address="local",
+                include_dashboard=False,
+                log_to_driver=False,
+                logging_level=logging.ERROR,
+                object_store_memory=LOCAL_OBJECT_STORE_BYTES,
+            )
         else:
             ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
     except (ConnectionError, ValueError, RuntimeError) as error:
@@ -257,28 +306,42 @@ def start_workers(settings: WorkerSettings) -> list[Any]:
     if per_gpu:
         count = max(1, min(count, int(gpus)))
     actor: Any = ray.remote(PhotoWorker).options(  # type: ignore[attr-defined]
-        num_cpus=settings.threads, num_gpus=per_gpu,
+        num_cpus=settings.threads,
+        num_gpus=per_gpu,
         # Ray restarts a dead actor (on any node); the driver, not Ray, sends its tasks again,
         # because only the driver knows that their photos' outputs were absent at first.
-        max_restarts=-1, max_task_retries=0)
+        max_restarts=-1,
+        max_task_retries=0,
+    )
     workers = [actor.remote(settings) for _ in range(count)]
     try:
         errors = ray.get([worker.ready.remote() for worker in workers])
     except WORKER_LOST as error:
-        raise ColoiError(f"a Ray worker died while loading the backend "
-                         f"({type(error).__name__})") from None
+        raise ColoiError(
+            f"a Ray worker died while loading the backend ({type(error).__name__})"
+        ) from None
     for error_text in errors:
         if error_text is not None:
             raise ColoiError(error_text)
     nodes = sum(1 for node in ray.nodes() if node.get("Alive"))
-    log.info("Ray: %d workers (%s CPU%s%s each) on %d node%s", count, settings.threads,
-             "" if settings.threads == 1 else "s", " and a GPU" if per_gpu else "", nodes,
-             "" if nodes == 1 else "s")
+    log.info(
+        "Ray: %d workers (%s CPU%s%s each) on %d node%s",
+        count,
+        settings.threads,
+        "" if settings.threads == 1 else "s",
+        " and a GPU" if per_gpu else "",
+        nodes,
+        "" if nodes == 1 else "s",
+    )
     return workers
 
 
-def run_on_ray(items: Iterable[Job | PhotoError], settings: WorkerSettings,
-               report: Callable[[Outcome], None], address: str | None = None) -> None:
+def run_on_ray(
+    items: Iterable[Job | PhotoError],
+    settings: WorkerSettings,
+    report: Callable[[Outcome], None],
+    address: str | None = None,
+) -> None:
     """Run the jobs on Ray (the cluster at ``address``, else a Ray started here), giving each
     outcome to ``report`` as it arrives (in no particular order). ``items`` is read as the
     work goes on, never all at once."""
@@ -292,4 +355,3 @@ def run_on_ray(items: Iterable[Job | PhotoError], settings: WorkerSettings,
             _Dispatcher(workers, settings, report).run(items)
         finally:
             ray.shutdown()
-

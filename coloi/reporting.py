@@ -57,17 +57,23 @@ class Tally:
         return (self.done + self.failed) / max(self.seconds, 1e-9)
 
     def summary(self) -> str:
-        return (f"{self.done} colourised, {self.failed} failed, {self.skipped} skipped in "
-                f"{self.seconds:.1f} s")
+        return (
+            f"{self.done} colourised, {self.failed} failed, {self.skipped} skipped in "
+            f"{self.seconds:.1f} s"
+        )
 
 
 def failure_record(outcome: Outcome) -> dict[str, Any]:
     """One line of the ``--report`` file: the photo, its output, the kind of error and the
     reason (the message printed on stderr is ``path: reason``)."""
     assert outcome.error is not None
-    return {"path": str(outcome.error.path), "reason": outcome.error.reason,
-            "error": type(outcome.error).__name__, "source": str(outcome.source),
-            "output": None if outcome.target is None else str(outcome.target)}
+    return {
+        "path": str(outcome.error.path),
+        "reason": outcome.error.reason,
+        "error": type(outcome.error).__name__,
+        "source": str(outcome.source),
+        "output": None if outcome.target is None else str(outcome.target),
+    }
 
 
 class FailureReport:
@@ -78,15 +84,17 @@ class FailureReport:
 
     def __init__(self, path: Path) -> None:
         if is_photo_name(path.name):
-            raise ColoiError(f"{path}: --report takes a JSON Lines file (report.jsonl), not a "
-                             f"photo's name")
+            raise ColoiError(
+                f"{path}: --report takes a JSON Lines file (report.jsonl), not a photo's name"
+            )
         if path.is_dir():
             raise ColoiError(f"{path}: --report must name a file, not a folder")
         try:
             self.stream: IO[str] = path.open("w", encoding="utf-8")
         except OSError as error:
-            raise ColoiError(f"{path}: cannot write the report ({error.strerror or error})"
-                             ) from None
+            raise ColoiError(
+                f"{path}: cannot write the report ({error.strerror or error})"
+            ) from None
         self.path = path
 
     def write(self, outcome: Outcome) -> None:
@@ -94,8 +102,9 @@ class FailureReport:
             self.stream.write(json.dumps(failure_record(outcome), ensure_ascii=False) + "\n")
             self.stream.flush()
         except OSError as error:
-            raise ColoiError(f"{self.path}: cannot write the report "
-                             f"({error.strerror or error})") from None
+            raise ColoiError(
+                f"{self.path}: cannot write the report ({error.strerror or error})"
+            ) from None
 
     def close(self) -> None:
         self.stream.close()
@@ -111,18 +120,26 @@ class ProgressBar:
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
         self.progress = Progress(
-            TextColumn("colourising"), BarColumn(),
+            TextColumn("colourising"),
+            BarColumn(),
             TextColumn("{task.completed}/{task.fields[total_text]}"),
-            TextColumn("{task.fields[done]} done, {task.fields[failed]} failed, "
-                       "{task.fields[rate]:.1f} photos/s"),
-            TimeElapsedColumn(), transient=True, console=Console(stderr=True))
-        self.task = self.progress.add_task("colourising", total=None, total_text="?",
-                                           done=0, failed=0, rate=0.0)
+            TextColumn(
+                "{task.fields[done]} done, {task.fields[failed]} failed, "
+                "{task.fields[rate]:.1f} photos/s"
+            ),
+            TimeElapsedColumn(),
+            transient=True,
+            console=Console(stderr=True),
+        )
+        self.task = self.progress.add_task(
+            "colourising", total=None, total_text="?", done=0, failed=0, rate=0.0
+        )
         self.progress.start()
 
     def update(self, tally: Tally) -> None:
-        self.progress.update(self.task, advance=1, done=tally.done, failed=tally.failed,
-                             rate=tally.rate)
+        self.progress.update(
+            self.task, advance=1, done=tally.done, failed=tally.failed, rate=tally.rate
+        )
 
     def set_total(self, total: int) -> None:
         self.progress.update(self.task, total=total, total_text=str(total))
@@ -137,8 +154,9 @@ class Reporter:
     stderr; counted in :attr:`tally`. Use as a context manager (it stops the bar and closes
     the report file)."""
 
-    def __init__(self, echo: Callable[[str], None], report: Path | None = None,
-                 progress: bool | None = None) -> None:
+    def __init__(
+        self, echo: Callable[[str], None], report: Path | None = None, progress: bool | None = None
+    ) -> None:
         self.echo = echo
         self.tally = Tally()
         self.report = FailureReport(report) if report is not None else None
@@ -170,8 +188,12 @@ class Reporter:
     def __enter__(self) -> Reporter:
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 trace: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
         if self.bar is not None:
             self.bar.stop()
         if self.report is not None:

@@ -69,7 +69,7 @@ def test_listing_streams_in_sorted_order(tmp_path: Path, monkeypatch) -> None:  
     any other folder: an archive of millions starts at once, in flat memory."""
     import os
 
-    from coloi.discovery import iter_photos, is_photo_name
+    from coloi.discovery import is_photo_name, iter_photos
 
     names = ["a.png", "a/b.png", "a.b/c.png", "a-b/d.png", "B/e.png", "a/z/f.png",
              "a/y.png", "ab.png", "a0/g.png", "deep/er/than/h.png"]

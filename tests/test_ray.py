@@ -31,15 +31,19 @@ ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.ray
 
 # The Ray tests run the CLI as a subprocess without inheriting a cluster or settings.
-CLEAN = {"RAY_ADDRESS": "", "COLOI_RAY_ADDRESS": "", "COLOI_ENGINE": "",
-         "COLOI_CONFIG": os.devnull}
+CLEAN = {"RAY_ADDRESS": "", "COLOI_RAY_ADDRESS": "", "COLOI_ENGINE": "", "COLOI_CONFIG": os.devnull}
 
 
 @pytest.fixture(scope="module")
 def ray_address() -> Iterator[str]:
     """A local Ray with 2 CPUs, started here, that ``coloi`` joins by its address."""
-    context = ray.init(address="local", num_cpus=2, include_dashboard=False,
-                       logging_level=logging.ERROR, object_store_memory=100 * 1024 * 1024)
+    context = ray.init(
+        address="local",
+        num_cpus=2,
+        include_dashboard=False,
+        logging_level=logging.ERROR,
+        object_store_memory=100 * 1024 * 1024,
+    )
     try:
         yield context.address_info["address"]
     finally:
@@ -73,8 +77,12 @@ def make_archive(root: Path, count: int, size: tuple[int, int] = (48, 64)) -> li
     return photos
 
 
-BAD = {"empty.png": "empty file", "notes.jpg": "not an image",
-       "half.png": "truncated", "gone.jpg": "a link to nothing"}
+BAD = {
+    "empty.png": "empty file",
+    "notes.jpg": "not an image",
+    "half.png": "truncated",
+    "gone.jpg": "a link to nothing",
+}
 
 
 def add_bad_files(root: Path) -> None:
@@ -86,8 +94,11 @@ def add_bad_files(root: Path) -> None:
 
 
 def outputs(folder: Path) -> dict[str, Path]:
-    return {path.relative_to(folder).as_posix(): path
-            for path in sorted(folder.rglob("*")) if path.is_file()}
+    return {
+        path.relative_to(folder).as_posix(): path
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
 
 
 def partials(folder: Path) -> list[Path]:
@@ -134,9 +145,13 @@ def wait_for(condition: Callable[[], object], timeout: float = 90.0) -> None:
 
 def coloi_process(*args: str | Path, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     coloi = Path(sys.executable).with_name("coloi")
-    return subprocess.Popen([str(coloi), *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, **CLEAN, **(env or {})})
+    return subprocess.Popen(
+        [str(coloi), *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **CLEAN, **(env or {})},
+    )
 
 
 def expected_bytes(photos: list[Path]) -> dict[str, bytes]:
@@ -154,11 +169,33 @@ def test_ray_matches_local_pixel_for_pixel(tmp_path: Path, ray_address: str) -> 
     scans = tmp_path / "scans"
     photos = make_archive(scans, 100)
     add_bad_files(scans)
-    local = run_coloi("run", "-b", "tflite", scans, "-o", tmp_path / "local",
-                      "--report", tmp_path / "local.jsonl", env=CLEAN)
-    on_ray = run_coloi("run", "--engine", "ray", "--ray-address", ray_address, "-b", "tflite",
-                       scans, "-o", tmp_path / "ray", "--report", tmp_path / "ray.jsonl",
-                       env=CLEAN, timeout=180)
+    local = run_coloi(
+        "run",
+        "-b",
+        "tflite",
+        scans,
+        "-o",
+        tmp_path / "local",
+        "--report",
+        tmp_path / "local.jsonl",
+        env=CLEAN,
+    )
+    on_ray = run_coloi(
+        "run",
+        "--engine",
+        "ray",
+        "--ray-address",
+        ray_address,
+        "-b",
+        "tflite",
+        scans,
+        "-o",
+        tmp_path / "ray",
+        "--report",
+        tmp_path / "ray.jsonl",
+        env=CLEAN,
+        timeout=180,
+    )
     assert local.returncode == 1, local.stderr
     assert on_ray.returncode == 1, on_ray.stderr
     assert "Ray: 2 workers" in on_ray.stderr
@@ -171,7 +208,8 @@ def test_ray_matches_local_pixel_for_pixel(tmp_path: Path, ray_address: str) -> 
         assert ours is not None and ours.dtype == theirs.dtype, name
         assert np.array_equal(ours, theirs), name
     assert sorted(on_ray.stdout.replace("/ray/", "/local/").splitlines()) == sorted(
-        local.stdout.splitlines())
+        local.stdout.splitlines()
+    )
 
     def failures(stderr: str) -> list[str]:
         return sorted(line for line in stderr.splitlines() if str(scans) in line)
@@ -231,8 +269,9 @@ def test_driver_killed_then_rerun_skip_existing(tmp_path: Path, ray_address: str
     inode and modification time, and are reported as skipped."""
     scans, out = tmp_path / "scans", tmp_path / "out"
     photos = make_archive(scans, 120, size=(160, 200))
-    first = coloi_process("run", "--engine", "ray", "-b", "tflite", scans, "-o", out,
-                          env={"RAY_ADDRESS": ray_address})
+    first = coloi_process(
+        "run", "--engine", "ray", "-b", "tflite", scans, "-o", out, env={"RAY_ADDRESS": ray_address}
+    )
     try:
         wait_for(lambda: len(outputs(out)) >= 12 if out.exists() else False)
         workers = photo_workers(os.getpid())  # the cluster's raylet is this process's child
@@ -243,18 +282,30 @@ def test_driver_killed_then_rerun_skip_existing(tmp_path: Path, ray_address: str
         first.wait()
     # Ray ends a dead driver's actors once their batches in hand are done: wait for them.
     wait_for(lambda: not any(Path("/proc", str(pid)).exists() for pid in workers))
-    before = {name: (path.stat().st_ino, path.stat().st_mtime_ns)
-              for name, path in outputs(out).items()}
+    before = {
+        name: (path.stat().st_ino, path.stat().st_mtime_ns) for name, path in outputs(out).items()
+    }
     assert 0 < len(before) < len(photos)
 
-    rerun = run_coloi("run", "--engine", "ray", "-b", "tflite", scans, "-o", out,
-                      "--skip-existing", env={**CLEAN, "RAY_ADDRESS": ray_address},
-                      timeout=180)
+    rerun = run_coloi(
+        "run",
+        "--engine",
+        "ray",
+        "-b",
+        "tflite",
+        scans,
+        "-o",
+        out,
+        "--skip-existing",
+        env={**CLEAN, "RAY_ADDRESS": ray_address},
+        timeout=180,
+    )
     assert rerun.returncode == 0, rerun.stderr
     after = outputs(out)
     assert len(after) == len(photos)
-    assert {name: (after[name].stat().st_ino, after[name].stat().st_mtime_ns)
-            for name in before} == before
+    assert {
+        name: (after[name].stat().st_ino, after[name].stat().st_mtime_ns) for name in before
+    } == before
     done_now = {Path(line).relative_to(out).as_posix() for line in rerun.stdout.splitlines()}
     assert done_now == set(after) - set(before)
     assert rerun.stderr.count("skipped, output exists") == len(before)
@@ -293,15 +344,29 @@ CRASH = textwrap.dedent('''
 def test_photo_that_kills_its_worker_fails_by_name(tmp_path: Path) -> None:
     """A photo whose worker dies every time it is tried fails, by name, after a few tries;
     the others are done."""
-    site = fake_distribution(tmp_path / "site", "coloi-crash", {"crash": "coloi_crash"},
-                             {"coloi_crash": CRASH})
+    site = fake_distribution(
+        tmp_path / "site", "coloi-crash", {"crash": "coloi_crash"}, {"coloi_crash": CRASH}
+    )
     scans, out = tmp_path / "scans", tmp_path / "out"
     photos = make_archive(scans, 12)
     cv2.imwrite(str(scans / "box1" / "poison.png"), natural_photo(40, 77))
     path = os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH", "")]))
-    result = run_coloi("run", "--engine", "ray", "-b", "tflite", "--pre", "test-crash", scans,
-                       "-o", out, "--report", tmp_path / "report.jsonl",
-                       env={**CLEAN, "PYTHONPATH": path}, timeout=180)
+    result = run_coloi(
+        "run",
+        "--engine",
+        "ray",
+        "-b",
+        "tflite",
+        "--pre",
+        "test-crash",
+        scans,
+        "-o",
+        out,
+        "--report",
+        tmp_path / "report.jsonl",
+        env={**CLEAN, "PYTHONPATH": path},
+        timeout=180,
+    )
     assert result.returncode == 1, result.stderr
     lines = [line for line in result.stderr.splitlines() if "poison.png" in line]
     assert len(lines) == 1 and "its Ray worker died 3 times" in lines[0], result.stderr
@@ -313,13 +378,22 @@ def test_photo_that_kills_its_worker_fails_by_name(tmp_path: Path) -> None:
 def test_ray_address_unreachable(tmp_path: Path) -> None:
     photo = tmp_path / "p.png"
     cv2.imwrite(str(photo), natural_photo())
-    result = run_coloi("run", "--engine", "ray", "--ray-address", "127.0.0.1:9", photo,
-                       "-o", tmp_path / "out", env=CLEAN, timeout=60)
+    result = run_coloi(
+        "run",
+        "--engine",
+        "ray",
+        "--ray-address",
+        "127.0.0.1:9",
+        photo,
+        "-o",
+        tmp_path / "out",
+        env=CLEAN,
+        timeout=60,
+    )
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert "cannot reach the Ray cluster at 127.0.0.1:9 (Connection refused)" in result.stderr
     assert not (tmp_path / "out").exists()
-
 
 
 def worker(**settings: object) -> object:
@@ -346,16 +420,16 @@ def test_retry_takes_an_output_there_as_done_and_removes_leftovers(tmp_path: Pat
     other.write_bytes(b"another photo's write, not this one's")
     job = Job(source, target, "png")
 
-    first, = worker().colourise([job], retry=False)  # type: ignore[attr-defined]
+    (first,) = worker().colourise([job], retry=False)  # type: ignore[attr-defined]
     assert first.error is not None and "output already exists" in str(first.error)
     assert leftover.exists()
-    again, = worker().colourise([job], retry=True)  # type: ignore[attr-defined]
+    (again,) = worker().colourise([job], retry=True)  # type: ignore[attr-defined]
     assert again.error is None and not again.skipped
     assert not leftover.exists() and other.exists()
     assert target.read_bytes() == b"written by the attempt that died"  # never written twice
 
     target.unlink()
-    redone, = worker().colourise([job], retry=True)  # type: ignore[attr-defined]
+    (redone,) = worker().colourise([job], retry=True)  # type: ignore[attr-defined]
     assert redone.error is None
     assert cv2.imread(str(target)) is not None
 
@@ -376,22 +450,28 @@ def test_errors_name_paths_as_given(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     job = Job(Path("scans/a.png"), Path("out/a.png"), "png")
     sent = _absolute(job)
     assert sent.source == tmp_path / "scans" / "a.png"
-    for error, named in ((UnreadablePhoto(sent.source, "empty file"), "scans/a.png"),
-                         (UnwritableOutput(sent.target.parent, "cannot create folder"), "out")):
+    for error, named in (
+        (UnreadablePhoto(sent.source, "empty file"), "scans/a.png"),
+        (UnwritableOutput(sent.target.parent, "cannot create folder"), "out"),
+    ):
         outcome = _as_given(Outcome(sent.source, sent.target, error, 0.0), job)
         assert str(outcome.error) == f"{named}: {error.reason}"
         assert type(outcome.error) is type(error)
         assert outcome.source == job.source and outcome.target == job.target
 
 
-def test_without_ray_installed(cli, tmp_path: Path,  # type: ignore[no-untyped-def]
-                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_without_ray_installed(
+    cli,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray now raises ImportError
     monkeypatch.delitem(sys.modules, "coloi.ray_engine", raising=False)
     photo = tmp_path / "p.png"
     cv2.imwrite(str(photo), natural_photo())
     result = cli("run", "--engine", "ray", photo, "-o", tmp_path / "out")
     assert result.exit_code == 1
-    assert result.stderr.strip() == ("coloi: error: --engine ray needs Ray: pip install "
-                                     "'coloi[ray]'")
+    assert result.stderr.strip() == (
+        "coloi: error: --engine ray needs Ray: pip install 'coloi[ray]'"
+    )
     assert not (tmp_path / "out").exists()

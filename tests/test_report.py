@@ -36,7 +36,8 @@ def test_report_has_one_json_line_per_failure(cli, tmp_path: Path) -> None:  # t
     rows = [json.loads(line) for line in report.read_text().splitlines()]
     assert sorted((Path(row["path"]).name, row["error"], row["reason"]) for row in rows) == [
         ("empty.png", "UnreadablePhoto", "empty file"),
-        ("notes.jpg", "UnreadablePhoto", "not an image, or an unsupported format")]
+        ("notes.jpg", "UnreadablePhoto", "not an image, or an unsupported format"),
+    ]
     for row in rows:  # the very lines printed on stderr
         assert f"{row['path']}: {row['reason']}" in result.stderr
         assert row["source"] == row["path"]
@@ -48,8 +49,9 @@ def test_report_of_a_run_without_failures_is_empty(cli, tmp_path: Path) -> None:
     photo = tmp_path / "p.png"
     cv2.imwrite(str(photo), natural_photo())
     report = tmp_path / "report.jsonl"
-    assert cli("run", "-b", "tflite", photo, "-o", tmp_path / "out",
-               "--report", report).exit_code == 0
+    assert (
+        cli("run", "-b", "tflite", photo, "-o", tmp_path / "out", "--report", report).exit_code == 0
+    )
     assert report.read_text() == ""
 
 
@@ -63,8 +65,16 @@ def test_report_refuses_a_photo_name_and_a_folder(cli, tmp_path: Path) -> None: 
     assert photo.read_bytes() == before and not (tmp_path / "out").exists()
     result = cli("run", "-b", "tflite", photo, "-o", tmp_path / "out", "--report", tmp_path)
     assert result.exit_code == 1 and "must name a file, not a folder" in result.stderr
-    result = cli("run", "-b", "tflite", photo, "-o", tmp_path / "out",
-                 "--report", tmp_path / "missing" / "r.jsonl")
+    result = cli(
+        "run",
+        "-b",
+        "tflite",
+        photo,
+        "-o",
+        tmp_path / "out",
+        "--report",
+        tmp_path / "missing" / "r.jsonl",
+    )
     assert result.exit_code == 1 and "cannot write the report" in result.stderr
     assert "Traceback" not in result.stderr
 
@@ -81,10 +91,15 @@ def test_leftovers_of_an_interrupted_run_are_removed(cli, tmp_path: Path) -> Non
     scans = scans_with_bad_files(tmp_path)
     out = tmp_path / "out"
     (out / "sub").mkdir(parents=True)
-    leftovers = [out / f"{_partial_prefix(out / 'a.png')}k1ll3d_x.coloi-partial",
-                 out / "sub" / f"{_partial_prefix(out / 'sub' / 'b.jpg')}abcdefgh.coloi-partial"]
-    kept = [out / ".coloi-journal.json.coloi-partial",  # not a photo's temporary name
-            out / "sub" / ".notes.txt", out / "keep.coloi-partial"]
+    leftovers = [
+        out / f"{_partial_prefix(out / 'a.png')}k1ll3d_x.coloi-partial",
+        out / "sub" / f"{_partial_prefix(out / 'sub' / 'b.jpg')}abcdefgh.coloi-partial",
+    ]
+    kept = [
+        out / ".coloi-journal.json.coloi-partial",  # not a photo's temporary name
+        out / "sub" / ".notes.txt",
+        out / "keep.coloi-partial",
+    ]
     for path in leftovers + kept:
         path.write_bytes(b"x")
     result = cli("run", "-b", "tflite", scans, "-o", out, "--skip-existing")
@@ -100,10 +115,13 @@ def test_progress_bar_counts_done_and_failed(tmp_path: Path) -> None:
     scans = scans_with_bad_files(tmp_path)
     controller, terminal = pty.openpty()
     coloi = Path(sys.executable).parent / "coloi"
-    process = subprocess.Popen([str(coloi), "run", "-b", "tflite", str(scans), "-o",
-                                str(tmp_path / "out")], stdout=subprocess.PIPE,
-                               stderr=terminal, text=True,
-                               env={**os.environ, "COLUMNS": "160", "TERM": "xterm"})
+    process = subprocess.Popen(
+        [str(coloi), "run", "-b", "tflite", str(scans), "-o", str(tmp_path / "out")],
+        stdout=subprocess.PIPE,
+        stderr=terminal,
+        text=True,
+        env={**os.environ, "COLUMNS": "160", "TERM": "xterm"},
+    )
     os.close(terminal)
     process.communicate(timeout=120)
     drawn = b""
