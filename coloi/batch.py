@@ -103,7 +103,7 @@ def _job(source: Path, relative: Path, output_dir: Path | None,
         return UnreadablePhoto(source, f"unknown image type {source.suffix!r} "
                                        f"(use --format to name the output format)")
     target = output_path(source, relative, output_dir, fmt)
-    if target.exists() and target.resolve() == source.resolve():
+    if _same_file(source, target) and target.resolve() == source.resolve():
         return UnwritableOutput(target, "output would replace its input")
     return Job(source, target, chosen)
 
@@ -120,6 +120,15 @@ def removing_partial_writes(items: Iterable[Job | PhotoError]) -> Iterator[Job |
                 log.info("%s: removed %d temporary file(s) left by an interrupted run",
                          item.target.parent, removed)
         yield item
+
+
+def _same_file(source: Path, target: Path) -> bool:
+    # Two stats first: resolving both paths (a syscall per folder on the way) for every photo
+    # would be most of the listing's time on a rerun over millions of existing outputs.
+    try:
+        return source.samefile(target)
+    except OSError:
+        return False
 
 
 def render(job: Job, colouriser: Colouriser, limits: Limits, quality: int = 95) -> bytes:

@@ -3,7 +3,7 @@
 The driver (this process) lists the photos as a stream and hands them out, a few at a time, to
 a pool of Ray actors: one per CPU slot (or per GPU for ``tf-gpu``), each holding one loaded
 :class:`coloi.Colouriser`. A worker reads, colourises and writes its photos itself (through
-:func:`coloi.batch.run_one`, exactly what ``--engine local`` does), so the driver never holds
+:func:`coloi.batch.run_jobs`, exactly what ``--engine local`` does), so the driver never holds
 pixels and only a bounded number of photos is in flight, however large the archive.
 
 Exactly once: the driver looks at each output before sending its photo (``--skip-existing``,
@@ -29,7 +29,7 @@ import ray
 import ray.exceptions
 
 from coloi.api import Colouriser
-from coloi.batch import Job, Outcome, existing_output, run_one
+from coloi.batch import Job, Outcome, existing_output, run_jobs
 from coloi.errors import ColoiError, PhotoError
 from coloi.imageio import Limits, remove_partial_writes
 from coloi.settings import PluginSettings
@@ -100,26 +100,33 @@ class PhotoWorker:
         return self.error
 
     def colourise(self, jobs: list[Job], retry: bool) -> list[Outcome]:
-        """Each job's outcome, in order. ``retry`` says these photos' worker died before it
-        could tell what it had done: an output there now is that attempt's (the driver saw
-        none before sending it), and its temporary files are left-overs."""
-        return [self._one(job, retry) for job in jobs]
+        """Each job's outcome, in order, as ``--engine local`` does them (two photos in hand,
+        so that one's reading, encoding and writing overlap the other's inference).
 
-    def _one(self, job: Job, retry: bool) -> Outcome:
+        ``retry`` says these photos' worker died before it could tell what it had done: an
+        output there now is that attempt's (the driver saw none before sending it), and its
+        temporary files are left-overs."""
         settings = self.settings
         assert self.colouriser is not None  # the driver sends nothing before ready()
+        known: dict[int, Outcome] = {}
         if retry:
-            remove_partial_writes(job.target)
-            if not settings.overwrite and job.target.exists():
-                return Outcome(job.source, job.target, None, 0.0)
-        return run_one(
-            job,
+            for index, job in enumerate(jobs):
+                remove_partial_writes(job.target)
+                if not settings.overwrite and job.target.exists():
+                    known[index] = Outcome(job.source, job.target, None, 0.0)
+        todo = [index for index in range(len(jobs)) if index not in known]
+        outcomes: list[Outcome] = []
+        run_jobs(
+            [jobs[index] for index in todo],
             self.colouriser,
             settings.limits,
             settings.overwrite,
             settings.skip_existing,
             settings.quality,
+            outcomes.append,
         )
+        known.update(zip(todo, outcomes, strict=True))
+        return [known[index] for index in range(len(jobs))]
 
 
 @dataclass
