@@ -4,7 +4,7 @@
    grey JPEGs cut from the samples, in a tree of folders): the whole run, and photos per second
    from the first output to the last (Ray's start-up is a fixed cost paid once per run);
 2. the driver's peak memory over a tree of 1,000,000 entries. The tree is made cheaply: 1,000
-   folders of 1,000 hard links to one small photo (no new inode, no data). Every output is
+   folders of 1,000 hard links to one small photo each (few inodes, no data). Every output is
    already there (hard links again) and the run is given ``--skip-existing``, so the real
    driver, with its Ray started and its workers loaded, does the listing stage alone: it lists
    each folder, looks at each output and skips it. Its peak RSS is its own VmHWM (read from
@@ -94,19 +94,23 @@ def throughput(folder: Path, count: int, repeats: int) -> dict[str, Any]:
 
 
 def make_tree(folder: Path, entries: int) -> tuple[Path, Path]:
-    """``entries`` photos (hard links to one) in folders of 1,000, and an output for each."""
-    source = folder / "one.png"
-    cv2.imwrite(str(source), np.full((8, 8), 128, np.uint8))
-    output = folder / "one-out.png"
-    cv2.imwrite(str(output), np.full((8, 8, 3), 128, np.uint8))
+    """``entries`` photos in folders of 1,000, and an output for each: in each folder, hard
+    links to one small photo (and to one output), as a filesystem allows only so many links
+    to one file (65,000 on ext4)."""
+    photo = cv2.imencode(".png", np.full((8, 8), 128, np.uint8))[1].tobytes()
+    output = cv2.imencode(".png", np.full((8, 8, 3), 128, np.uint8))[1].tobytes()
     tree, out = folder / "tree", folder / "tree-out"
     for index in range(entries):
         name = f"d{index // 1000:04}/p{index % 1000:03}.png"
         if index % 1000 == 0:
-            (tree / name).parent.mkdir(parents=True)
-            (out / name).parent.mkdir(parents=True)
-        os.link(source, tree / name)
-        os.link(output, out / name)
+            for root, data in ((tree, photo), (out, output)):
+                (root / name).parent.mkdir(parents=True)
+                first = root / name
+                first.write_bytes(data)
+            first_photo, first_output = tree / name, out / name
+        else:
+            os.link(first_photo, tree / name)
+            os.link(first_output, out / name)
     return tree, out
 
 
