@@ -180,7 +180,7 @@ def run(
     max_bytes: MaxBytesOption = 1 << 30,
     engine: Annotated[str, typer.Option(
         help="Where the photos are colourised: local (this machine) or ray (a Ray cluster, "
-             "see docs/scale-out.md; needs coloi[ray]).")] = "local",
+             "see docs/scale-out.md; needs the ray extra).")] = "local",
     ray_address: Annotated[str | None, typer.Option(
         "--ray-address", help="With --engine ray, the cluster to join (host:port or "
                               "ray://host:port; default: $RAY_ADDRESS, else a Ray started "

@@ -238,31 +238,19 @@ class _Dispatcher:
             self.report(_as_given(outcome, job))
 
     def _lost(self, batch: _Batch, error: Exception) -> None:
-        reason = (
-            str(error).strip().splitlines()[0] if str(error).strip() else (type(error).__name__)
-        )
+        kind = type(error).__name__
+        if batch.attempt >= ATTEMPTS:
+            for job in batch.jobs:
+                reason = f"its Ray worker died {ATTEMPTS} times while colourising it ({kind})"
+                self.report(Outcome(job.source, job.target, PhotoError(job.source, reason), 0.0))
+            return
         log.warning(
-            "a Ray worker was lost with %d photo(s) in hand (%s: %s); they are sent again",
+            "a Ray worker was lost with %d photo(s) in hand (%s); they are sent again",
             len(batch.jobs),
-            type(error).__name__,
-            reason[:200],
+            kind,
         )
-        for job in batch.jobs:
-            if batch.attempt >= ATTEMPTS:
-                self.report(
-                    Outcome(
-                        job.source,
-                        job.target,
-                        PhotoError(
-                            job.source,
-                            f"its Ray worker died {ATTEMPTS} times while colourising it "
-                            f"({type(error).__name__})",
-                        ),
-                        0.0,
-                    )
-                )
-            else:  # one photo per task from now on, so that a photo that kills is found
-                self.retries.append(_Batch([job], batch.attempt + 1))
+        for job in batch.jobs:  # one photo per task from now on, so that a photo that kills
+            self.retries.append(_Batch([job], batch.attempt + 1))  # its worker is found
 
 
 def _check_reachable(address: str) -> None:
