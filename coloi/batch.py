@@ -6,6 +6,7 @@ atomically, so a failed or interrupted photo leaves nothing behind.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from coloi.discovery import find_photos
+from coloi.discovery import iter_photos
 from coloi.errors import (
     ColoiError,
     MissingPhoto,
@@ -31,11 +32,14 @@ from coloi.imageio import (
     Limits,
     encode_photo,
     read_photo,
+    remove_partial_writes_in,
     write_atomically,
 )
 
 if TYPE_CHECKING:
     from coloi.api import Colouriser
+
+log = logging.getLogger("coloi")
 
 COLOURISED_SUFFIX = "_colourised"
 # The output format for each input suffix when none is chosen: the input's own, except for
@@ -98,7 +102,7 @@ def _plan(inputs: Iterable[Path], output_dir: Path | None,
           fmt: str | None) -> Iterator[Job | PhotoError]:
     for argument in inputs:
         if argument.is_dir():
-            for path in find_photos(argument):
+            for path in iter_photos(argument):  # streamed: millions start at once
                 if not path.is_file():
                     if path.is_symlink() and not path.exists():
                         yield MissingPhoto(path, "a link to nothing (its target is missing, "
@@ -122,12 +126,32 @@ def _job(source: Path, relative: Path, output_dir: Path | None,
         return UnreadablePhoto(source, f"unknown image type {source.suffix!r} "
                                        f"(use --format to name the output format)")
     target = output_path(source, relative, output_dir, fmt)
-    try:
-        if output_exists(target) and target.resolve() == source.resolve():
-            return UnwritableOutput(target, "output would replace its input")
-    except UnwritableOutput as error:
-        return error
+    if _same_file(source, target) and target.resolve() == source.resolve():
+        return UnwritableOutput(target, "output would replace its input")
     return Job(source, target, chosen)
+
+
+def removing_partial_writes(items: Iterable[Job | PhotoError]) -> Iterator[Job | PhotoError]:
+    """``items``, having first removed the temporary files that an earlier run, killed mid-write,
+    left in each output folder (before the first of this run's photos for that folder is
+    handed on, so that none of this run's own writes is touched)."""
+    cleaned: set[Path] = set()
+    for item in items:
+        if isinstance(item, Job) and item.target.parent not in cleaned:
+            cleaned.add(item.target.parent)
+            if removed := remove_partial_writes_in(item.target.parent):
+                log.info("%s: removed %d temporary file(s) left by an interrupted run",
+                         item.target.parent, removed)
+        yield item
+
+
+def _same_file(source: Path, target: Path) -> bool:
+    # Two stats first: resolving both paths (a syscall per folder on the way) for every photo
+    # would be most of the listing's time on a rerun over millions of existing outputs.
+    try:
+        return source.samefile(target)
+    except OSError:
+        return False
 
 
 def output_exists(target: Path) -> bool:
@@ -217,8 +241,22 @@ class Outcome:
     skipped: bool = False
 
 
-def _run_one(item: Job | PhotoError, colouriser: Colouriser, limits: Limits, overwrite: bool,
-             skip_existing: bool, quality: int) -> Outcome:
+def existing_output(job: Job, overwrite: bool, skip_existing: bool) -> Outcome | None:
+    """The outcome of a job whose output is already there (skipped with ``skip_existing``,
+    else failed), or None when it is to be done: ``--skip-existing`` and ``--overwrite``."""
+    if overwrite or not job.target.exists():
+        return None
+    if skip_existing:
+        return Outcome(job.source, job.target, None, 0.0, skipped=True)
+    return Outcome(job.source, job.target,
+                   OutputExists(job.target, "output already exists (use --overwrite to "
+                                            "replace it)"), 0.0)
+
+
+def run_one(item: Job | PhotoError, colouriser: Colouriser, limits: Limits, overwrite: bool,
+            skip_existing: bool, quality: int) -> Outcome:
+    """Do one job as ``coloi run`` does, whichever engine runs it; never raises PhotoError
+    (a failure is the outcome's ``error``)."""
     started = time.perf_counter()
     if isinstance(item, PhotoError):
         return Outcome(item.path, None, item, 0.0)
@@ -234,15 +272,15 @@ def _run_one(item: Job | PhotoError, colouriser: Colouriser, limits: Limits, ove
 def run_jobs(items: Iterable[Job | PhotoError], colouriser: Colouriser, limits: Limits,
              overwrite: bool = False, skip_existing: bool = False, quality: int = 95,
              report: Callable[[Outcome], None] = lambda outcome: None,
-             workers: int = 2, stop: threading.Event | None = None) -> list[Outcome]:
-    """Run every job, carrying on past failures; outcomes are reported in input order.
+             workers: int = 2, stop: threading.Event | None = None) -> None:
+    """Run every job on this machine, carrying on past failures; each outcome is given to
+    ``report`` in input order, and none is kept (an archive of millions runs in flat memory).
 
     With several ``workers``, one photo's decoding and encoding overlap another's inference
     (OpenCV and Pillow release the GIL; the colouriser serialises the backend itself). Once
     ``stop`` is set (Ctrl-C, say), no photo is started any more: those already started are
-    finished and reported, and the outcomes so far returned.
+    finished and reported.
     """
-    outcomes = []
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         # A bounded window of photos in flight keeps memory flat on long batches.
         pending: deque[Future[Outcome]] = deque()
@@ -251,13 +289,12 @@ def run_jobs(items: Iterable[Job | PhotoError], colouriser: Colouriser, limits: 
             future = pending.popleft()
             if future.cancelled():
                 return  # stopped before it started
-            outcomes.append(future.result())
-            report(outcomes[-1])
+            report(future.result())
 
         for item in items:
             if stop is not None and stop.is_set():
                 break
-            pending.append(pool.submit(_run_one, item, colouriser, limits, overwrite,
+            pending.append(pool.submit(run_one, item, colouriser, limits, overwrite,
                                        skip_existing, quality))
             if len(pending) > workers:
                 finish_first()
@@ -266,4 +303,3 @@ def run_jobs(items: Iterable[Job | PhotoError], colouriser: Colouriser, limits: 
                 for future in pending:
                     future.cancel()
             finish_first()
-    return outcomes

@@ -7,14 +7,14 @@ Heavy frameworks are imported only inside commands that load a backend or train,
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import math
 import signal
 import sys
 import threading
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, NoReturn
 
@@ -22,7 +22,7 @@ import typer
 import typer.core
 
 from coloi import __version__
-from coloi.errors import ColoiError, TrainingError, shown
+from coloi.errors import ColoiError, TrainingError
 
 if TYPE_CHECKING:
     from coloi.api import Colouriser
@@ -184,65 +184,69 @@ def run(
     post: PostOption = None,
     max_pixels: MaxPixelsOption = 60_000_000,
     max_bytes: MaxBytesOption = 1 << 30,
+    engine: Annotated[str, typer.Option(
+        help="Where the photos are colourised: local (this machine) or ray (a Ray cluster, "
+             "see docs/scale-out.md; needs the ray extra).")] = "local",
+    ray_address: Annotated[str | None, typer.Option(
+        "--ray-address", help="With --engine ray, the cluster to join (host:port or "
+                              "ray://host:port; default: $RAY_ADDRESS, else a Ray started "
+                              "on this machine).")] = None,
+    report_file: Annotated[Path | None, typer.Option(
+        "--report", help="Also write each failed photo as one JSON line (path, reason, "
+                         "error, source, output) to this file, replacing it.")] = None,
 ) -> None:
     """Colourise photos and folders of photos.
 
     Inputs are never changed and existing files are never replaced unless --overwrite is
     given; outputs are written atomically. A photo that fails is reported on one line and the
-    others are still done; the exit status is 1 if any failed.
+    others are still done; the exit status is 1 if any failed. Folders are listed as the work
+    goes on, so the first outputs of a huge archive appear at once.
     """
-    from coloi.batch import Outcome, plan_jobs, run_jobs
+    from coloi.batch import plan_jobs, removing_partial_writes
     from coloi.imageio import FORMAT_SUFFIX, Limits
+    from coloi.reporting import Reporter
 
     if fmt is not None and fmt not in FORMAT_SUFFIX:
         fail(f"unknown format {fmt!r} (choose from {', '.join(FORMAT_SUFFIX)})")
+    if engine not in ENGINES:
+        fail(f"--engine {engine}: choose one of {', '.join(ENGINES)}")
     if output is not None:
         from coloi.discovery import refuse_overlap
 
         for folder in (path for path in inputs if path.is_dir()):
             refuse_overlap(folder, output)
-    items = list(plan_jobs(inputs, output, fmt))
-    colouriser = _colouriser(ctx, backend, model_dir, model, threads, pre, post)
+    limits = Limits(max_pixels, max_bytes)
+    work: Callable[[Iterable[Any], Callable[[Any], None]], None]
+    if engine == "local":
+        from coloi.batch import run_jobs
 
-    progress = None
-    if len(items) > 1 and sys.stderr.isatty():
-        from rich.console import Console
-        from rich.progress import Progress
+        colouriser = _colouriser(ctx, backend, model_dir, model, threads, pre, post)
 
-        # On stderr, whose terminal was checked: stdout carries only the output paths, for
-        # pipes and scripts, and a bar drawn there would leave lines among them.
-        progress = Progress(transient=True, console=Console(stderr=True))
-        task = progress.add_task("colourising", total=len(items))
-        progress.start()
-
-    outcomes: list[Outcome] = []
-
-    def report(outcome: Outcome) -> None:
-        outcomes.append(outcome)
-        if outcome.error is not None:
-            log.error("%s", outcome.error)
-        elif outcome.skipped:
-            log.info("%s: skipped, output exists", shown(outcome.source))
-        else:
-            typer.echo(str(outcome.target))
-        if progress is not None:
-            progress.advance(task)
-
-    started = time.perf_counter()
-    with _stop_on_ctrl_c() as stop:
-        try:
-            run_jobs(items, colouriser, Limits(max_pixels, max_bytes), overwrite,
-                     skip_existing, quality, report, stop=stop)
-        finally:
-            if progress is not None:
-                progress.stop()
+        def work(items: Iterable[Any], report: Callable[[Any], None]) -> None:
+            run_jobs(items, colouriser, limits, overwrite, skip_existing, quality, report,
+                     stop=stop)
+    else:
+        work = _ray_engine(ctx, ray_address, backend=backend, pre=pre, post=post,
+                           model_dir=model_dir, model=model, threads=threads, limits=limits,
+                           quality=quality, overwrite=overwrite, skip_existing=skip_existing)
+    # Bound to stdout now: the Ray engine sends whatever else is printed there to stderr.
+    echo = functools.partial(typer.echo, file=sys.stdout)
+    # Ctrl-C: the local engine finishes the photos it started and says what it wrote; on Ray
+    # a Ctrl-C interrupts at once (the actors' photos are written atomically or not at all).
+    catching = _stop_on_ctrl_c() if engine == "local" else contextlib.nullcontext(
+        threading.Event())
+    with catching as stop, Reporter(echo, report_file,
+                                    progress=sys.stderr.isatty() and (len(inputs) > 1 or any(
+                                        path.is_dir() for path in inputs))) as reporter:
+        work(reporter.counted(removing_partial_writes(plan_jobs(inputs, output, fmt))),
+             reporter)
+    tally = reporter.tally
     if stop.is_set():
-        # What was written is listed on stdout already; the count says what was not done.
-        log.error("interrupted: %s, %d not done in %.1f s", _tally(outcomes),
-                  len(items) - len(outcomes), time.perf_counter() - started)
+        # What was written is listed on stdout already.
+        log.error("interrupted: %s; the rest not done", tally.summary())
         raise typer.Exit(130)
-    log.info("%s in %.1f s", _tally(outcomes), time.perf_counter() - started)
-    if any(o.error is not None for o in outcomes):
+    log.info("%s", tally.summary())
+    if tally.failed:
         raise typer.Exit(1)
 
 
@@ -268,11 +272,37 @@ def _stop_on_ctrl_c() -> Iterator[threading.Event]:
         signal.signal(signal.SIGINT, previous)
 
 
-def _tally(outcomes: list[Any]) -> str:
-    """``N colourised, N failed, N skipped`` for a run's outcomes (:class:`Outcome`)."""
-    failed = sum(o.error is not None for o in outcomes)
-    skipped = sum(o.skipped for o in outcomes)
-    return f"{len(outcomes) - failed - skipped} colourised, {failed} failed, {skipped} skipped"
+
+
+ENGINES = ("local", "ray")
+
+
+def _ray_engine(ctx: typer.Context, address: str | None, *, backend: str,
+                pre: list[str] | None, post: list[str] | None, model_dir: Path | None,
+                model: str | None, threads: int | None,
+                **options: Any) -> Callable[[Iterable[Any], Callable[[Any], None]], None]:
+    """``coloi run --engine ray``: the same jobs, on the actors of a Ray cluster
+    (:mod:`coloi.ray_engine`), each with one backend on ``--threads`` CPUs (default 1).
+    Fails at once when Ray is not installed."""
+    try:
+        from coloi.ray_engine import WorkerSettings, run_on_ray
+    except ImportError as error:
+        if error.name is None or error.name.split(".")[0] != "ray":
+            raise
+        fail("--engine ray needs Ray: pip install 'coloi[ray]'")
+    from coloi.settings import environment
+
+    settings = WorkerSettings(
+        backend=backend, pre=tuple(pre or ()), post=tuple(post or ()),
+        model_dir=None if model_dir is None else str(model_dir.absolute()), model=model,
+        threads=threads or 1, plugins=ctx.obj, **options)
+    # Ray's own variable names the cluster unless --ray-address (or COLOI_RAY_ADDRESS) does.
+    cluster = address or environment().get("RAY_ADDRESS") or None
+
+    def work(items: Iterable[Any], report: Callable[[Any], None]) -> None:
+        run_on_ray(items, settings, report, cluster)
+
+    return work
 
 
 @app.command()

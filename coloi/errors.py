@@ -25,6 +25,10 @@ class PhotoError(ColoiError):
         self.path = Path(path)
         self.reason = reason
 
+    def __reduce__(self) -> tuple[type[PhotoError], tuple[Path, str]]:
+        # Rebuilt from path and reason, so that it crosses processes (a Ray worker's outcome).
+        return type(self), (self.path, self.reason)
+
 
 class UnreadablePhoto(PhotoError):
     """The input is missing, empty, truncated, not an image or in an unsupported form."""

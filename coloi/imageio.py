@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import glob
+import hashlib
 import io
 import os
 import re
@@ -575,10 +577,16 @@ def _host() -> str:
     return f"{zlib.crc32(socket.gethostname().encode()) & 0xFFFFFFFF:08x}"
 
 
-def _partial_name(name: str) -> str:
+def _partial_prefix(path: Path) -> str:
     # Part of the name only: the whole of a long one (up to 255 bytes) plus the marks would be
-    # over the filesystem's limit.
-    return f".{name[:40]}.{_host()}-{os.getpid()}-{secrets.token_hex(4)}{PARTIAL_SUFFIX}"
+    # over the filesystem's limit. The hash of the whole name tells apart two long names that
+    # share their start, so that one's leftovers are found without the other's.
+    digest = hashlib.sha1(path.name.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+    return f".{path.name[:40]}.{digest}."
+
+
+def _partial_name(path: Path) -> str:
+    return f"{_partial_prefix(path)}{_host()}-{os.getpid()}-{secrets.token_hex(4)}{PARTIAL_SUFFIX}"
 
 
 def _alive(pid: int) -> bool:
@@ -618,6 +626,40 @@ def _remove_stale_partials(folder: int) -> None:
             continue  # gone meanwhile, or not ours to remove
 
 
+def remove_partial_writes(path: Path) -> None:
+    """Delete the temporary files that writes of ``path`` by :func:`write_atomically` left
+    when their process was killed (a Ray worker that died mid-photo). Only for a path that
+    nothing is writing now: a live write's temporary file would be taken from under it."""
+    with contextlib.suppress(OSError):
+        for partial in path.parent.glob(glob.escape(_partial_prefix(path)) + "*"
+                                        + PARTIAL_SUFFIX):
+            with contextlib.suppress(OSError):
+                partial.unlink()
+
+
+# The partial name write_atomically gives (_partial_name). Matched exactly, so that no other
+# program's file (nor the daemon's journal) is taken for one.
+_PARTIAL_NAME = re.compile(r"\..*\.[0-9a-f]{8}\.[0-9a-f]{8}-\d+-[0-9a-f]{8}"
+                           + re.escape(PARTIAL_SUFFIX), re.DOTALL)
+
+
+def remove_partial_writes_in(folder: Path) -> int:
+    """Delete the temporary files that killed writes left in ``folder`` (not below it), and
+    return how many. A partial that a live process of this machine is writing is left alone
+    (another run into the same folder); one from another machine is taken for dead, so this
+    is for a folder no other machine is writing into now."""
+    removed = 0
+    with contextlib.suppress(OSError), os.scandir(folder) as listing:
+        for entry in listing:
+            match = _PARTIAL.match(entry.name)
+            live = match is not None and match["host"] == _host() and _alive(int(match["pid"]))
+            if _PARTIAL_NAME.fullmatch(entry.name) and not live:
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
+                    removed += 1
+    return removed
+
+
 def write_atomically(path: Path, data: bytes, overwrite: bool = False) -> None:
     """Write ``data`` to ``path`` all at once: a hidden partial file in the same folder, then a
     rename. Without ``overwrite`` an existing file is never replaced, even in a race.
@@ -637,7 +679,7 @@ def write_atomically(path: Path, data: bytes, overwrite: bool = False) -> None:
             raise OutputExists(path, "output already exists (use --overwrite to replace it)")
         _remove_stale_partials(folder)
         while temporary is None:
-            name = _partial_name(path.name)
+            name = _partial_name(path)
             try:
                 # Mode 0666 less the umask, as any output; O_EXCL: never someone else's file.
                 handle = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL

@@ -62,3 +62,35 @@ def test_run_and_watch_agree(cli, tmp_path: Path) -> None:
         runner.join(timeout=30)
     assert cli("run", "-b", "tflite", watched, "-o", tmp_path / "run-out").exit_code == 0
     assert outputs(tmp_path / "watched-out") == outputs(tmp_path / "run-out") == sorted(PHOTOS)
+
+
+def test_listing_streams_in_sorted_order(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """iter_photos gives exactly sorted(every photo), and its first photo before it has listed
+    any other folder: an archive of millions starts at once, in flat memory."""
+    import os
+
+    from coloi.discovery import is_photo_name, iter_photos
+
+    names = ["a.png", "a/b.png", "a.b/c.png", "a-b/d.png", "B/e.png", "a/z/f.png",
+             "a/y.png", "ab.png", "a0/g.png", "deep/er/than/h.png"]
+    make_tree(tmp_path, names + NOT_PHOTOS)
+    (tmp_path / "linked").symlink_to(tmp_path / "a")  # a linked folder is not entered
+    (tmp_path / "gone.png").symlink_to(tmp_path / "nowhere.png")  # a broken link is listed
+    walked = sorted(Path(folder, name) for folder, subfolders, files in os.walk(tmp_path)
+                    if not any(part.startswith(".") or part.endswith(".tmp")
+                               for part in Path(folder).relative_to(tmp_path).parts)
+                    for name in files if is_photo_name(name))
+    assert list(iter_photos(tmp_path)) == walked
+    assert (tmp_path / "gone.png") in walked and len(walked) == len(names) + 1
+
+    listed: list[str] = []
+    scandir = os.scandir
+
+    def counting(path):  # type: ignore[no-untyped-def]
+        listed.append(os.fspath(path))
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", counting)
+    first = next(iter_photos(tmp_path))
+    assert first == tmp_path / "B" / "e.png"
+    assert listed == [str(tmp_path), str(tmp_path / "B")]

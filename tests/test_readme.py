@@ -45,7 +45,7 @@ def test_readme_commands_use_real_commands_and_options(cli) -> None:
 
 
 def test_ci_runs_the_readme_test_command() -> None:
-    test_command = "python -m pip install -e '.[tf,test]' && python -m pytest"
+    test_command = "python -m pip install -e '.[tf,test,ray]' && python -m pytest"
     assert test_command in README
     assert test_command in (REPO / ".ci" / "run").read_text()
 

@@ -502,7 +502,7 @@ def test_ctrl_c_on_run_says_what_was_written(tmp_path: Path) -> None:
     assert sorted(reported) == written and 1 <= len(written) < 40  # each one reported
     summary = stderr.strip().splitlines()[-1]
     assert summary.startswith("coloi: interrupted: ") and "Traceback" not in stderr, stderr
-    assert f"{len(written)} colourised" in summary and f"{40 - len(written)} not done" in summary
+    assert f"{len(written)} colourised" in summary and "the rest not done" in summary
 
 
 def test_a_rerun_removes_what_a_killed_run_left_half_written(tmp_path: Path) -> None:
