@@ -36,7 +36,7 @@ def test_report_has_one_json_line_per_failure(cli, tmp_path: Path) -> None:  # t
     rows = [json.loads(line) for line in report.read_text().splitlines()]
     assert sorted((Path(row["path"]).name, row["error"], row["reason"]) for row in rows) == [
         ("empty.png", "UnreadablePhoto", "empty file"),
-        ("notes.jpg", "UnreadablePhoto", "not an image, or an unsupported format"),
+        ("notes.jpg", "NotAPhoto", "not an image, or an unsupported format"),
     ]
     for row in rows:  # the very lines printed on stderr
         assert f"{row['path']}: {row['reason']}" in result.stderr
@@ -92,8 +92,10 @@ def test_leftovers_of_an_interrupted_run_are_removed(cli, tmp_path: Path) -> Non
     out = tmp_path / "out"
     (out / "sub").mkdir(parents=True)
     leftovers = [
-        out / f"{_partial_prefix(out / 'a.png')}k1ll3d_x.coloi-partial",
-        out / "sub" / f"{_partial_prefix(out / 'sub' / 'b.jpg')}abcdefgh.coloi-partial",
+        # Written by a process of another machine (host 0badc0de): taken for dead.
+        out / f"{_partial_prefix(out / 'a.png')}0badc0de-4242-0123abcd.coloi-partial",
+        out / "sub" / (_partial_prefix(out / "sub" / "b.jpg")
+                       + "0badc0de-4243-89abcdef.coloi-partial"),
     ]
     kept = [
         out / ".coloi-journal.json.coloi-partial",  # not a photo's temporary name

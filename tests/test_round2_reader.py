@@ -519,14 +519,14 @@ def test_a_rerun_removes_what_a_killed_run_left_half_written(tmp_path: Path) -> 
             "-c",
             "import os, sys; from pathlib import Path\n"
             "from coloi.imageio import _partial_name\n"
-            f"Path({str(out)!r}, _partial_name('a.png')).write_bytes(b'half a photo')\n"
+            f"Path({str(out)!r}, _partial_name(Path('a.png'))).write_bytes(b'half a photo')\n"
             "os.kill(os.getpid(), 9)\n",
         ],
         check=False,
     )
     assert killed.returncode == -9
     (left,) = out.iterdir()
-    live = out / _partial_name("b.png")  # this process is alive: a run that is still writing
+    live = out / _partial_name(Path("b.png"))  # this process is alive: a run that is still writing
     live.write_bytes(b"being written")
     foreign = out / ".c.png.x7Gh2k9q.coloi-partial"  # unnamed, and recent: not known to be dead
     foreign.write_bytes(b"?")
