@@ -97,7 +97,7 @@ def outputs(folder: Path) -> dict[str, Path]:
     return {
         path.relative_to(folder).as_posix(): path
         for path in sorted(folder.rglob("*"))
-        if path.is_file()
+        if path.is_file() and not path.name.startswith(".")  # a killed write's partial is not one
     }
 
 

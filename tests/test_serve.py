@@ -636,6 +636,7 @@ def _wait(predicate: Callable[[], Any], seconds: float = 30) -> None:
 # The colourfulness of a shown picture, measured in the page: it is the browser's own view.
 CHROMA_JS = """
 const img = arguments[0];
+if (!img.complete || img.naturalWidth === 0) return null;  // a new result still loading
 const canvas = document.createElement('canvas');
 canvas.width = img.naturalWidth; canvas.height = img.naturalHeight;
 const context = canvas.getContext('2d');
@@ -647,6 +648,12 @@ for (let i = 0; i < data.length; i += 4) {
 }
 return sum / (data.length / 4);
 """
+
+
+def _shown_chroma(driver: Any, img: Any) -> float:
+    """CHROMA_JS of ``img`` once it has loaded."""
+    _wait(lambda: driver.execute_script(CHROMA_JS, img) is not None)
+    return float(driver.execute_script(CHROMA_JS, img))
 
 
 def _downloaded(folder: Path, name: str) -> Path:
@@ -674,8 +681,8 @@ def test_page_colourises_an_upload_in_chromium(
     _wait(lambda: all(card.get_attribute("data-status") == "done" for card in cards))
     after = cards[0].find_element(By.CSS_SELECTOR, "img.after")
     before = cards[0].find_element(By.CSS_SELECTOR, "img.before")
-    assert driver.execute_script(CHROMA_JS, before) < 1
-    assert driver.execute_script(CHROMA_JS, after) > 4
+    assert _shown_chroma(driver, before) < 1
+    assert _shown_chroma(driver, after) > 4
     assert driver.execute_script(
         "return document.documentElement.scrollWidth <= window.innerWidth"
     )  # fits a phone
@@ -699,7 +706,8 @@ def test_page_colourises_an_upload_in_chromium(
         "const s = document.getElementById('vividness'); s.value = 0;"
         "s.dispatchEvent(new Event('input')); s.dispatchEvent(new Event('change'));"
     )
-    _wait(lambda: driver.execute_script(CHROMA_JS, after) < 1)
+    _wait(lambda: (chroma_js := driver.execute_script(CHROMA_JS, after)) is not None
+          and chroma_js < 1)
     _wait(lambda: all(card.get_attribute("data-status") == "done" for card in cards))
     # Nothing refused by the page's Content-Security-Policy, no script error, no failed load.
     errors = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
