@@ -15,7 +15,7 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from coloi.discovery import refuse_overlap
-from coloi.errors import ColoiError
+from coloi.errors import ColoiError, shown
 from coloi.imageio import Limits
 from coloi.journal import JOURNAL_NAME, Journal
 from coloi.sdnotify import Notifier
@@ -131,18 +131,25 @@ class Watcher:
                 )
                 source.stop()
             return source
+        if self.deaf is not None:  # the folder is back: watch it as at the start
+            log.warning("%s: the watched folder is back; watching it again", self.root)
+            self._identity, self.deaf = identity, None
+            source = start_source(self.root, self.events, self.polling, self.poll_interval)
+            self.settler.mark_unsettled(now)
+            return source
         problem = source.problem() or (deaths.deaths.pop(0) if deaths.deaths else None)
         replaced = identity != self._identity
-        if self.deaf is None and not replaced and problem is None:
+        if not replaced and problem is None:
             if now - self._last_rescan >= self.rescan:
                 self._last_rescan = now
-                missed = self.settler.mark_unsettled(now)
+                self._drain_events(now)  # what was heard is not missed
+                missed = self.settler.mark_unsettled(now, quiet_for=max(2.0, 2 * self.settle))
                 if missed and not self.polling:
                     log.warning(
                         "file events missed %d photo(s), e.g. %s (inotify's watch "
                         "limit?); polling from now on",
                         len(missed),
-                        missed[0],
+                        shown(missed[0].relative_to(self.root)),
                     )
                     source.stop()
                     self.polling = True

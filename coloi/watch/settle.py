@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,11 +71,15 @@ class Settler:
                 return
             self.pending[path] = _Pending(None, now)
 
-    def mark_unsettled(self, now: float, backlog: bool = False) -> list[Path]:
+    def mark_unsettled(self, now: float, backlog: bool = False,
+                       quiet_for: float = 0.0) -> list[Path]:
         """Walk the whole folder and mark each photo that is neither done, failed, pending
-        nor being written; returns them. At start (``backlog``) this is the backlog, and the
-        photos done or failed before are counted; later, it finds photos that file events
-        missed."""
+        nor being written. At start (``backlog``) this is the backlog, and the photos done or
+        failed before are counted; later, it finds photos that file events missed.
+
+        Photos changed in the last ``quiet_for`` seconds are left for file events (theirs may
+        still be on the way) or the next walk, so that every photo this returns is evidence
+        that events were missed."""
         missed = []
         for path, stat in walk_photos(self.root):
             relative = path.relative_to(self.root).as_posix()
@@ -83,6 +88,8 @@ class Settler:
             if settled is not None and backlog:
                 self.count("skipped" if settled.result == "done" else "known_bad")
             if path in self.pending or settled is not None or self.in_flight(relative) == signature:
+                continue
+            if time.time() - max(stat.st_mtime, stat.st_ctime) < quiet_for:
                 continue
             missed.append(path)
             self.mark(path, now)
