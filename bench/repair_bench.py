@@ -4,11 +4,12 @@ validation photos with synthetic damage, no harm on undamaged photos, and speed 
     python bench/repair_bench.py ../shared/data/val          # writes bench/repair_results.*
     python bench/repair_bench.py ../shared/data/val --photos 100 --repeats 3
 
-The damage here comes from a generator of its own (``heldout_damage``) that differs from the
-one ``repair`` was developed and fitted with (tests/damage.py: straight scratches, arcs and
-round specks of uniform level): branching crack networks that show the paper white, wavy
-hairs, irregular dust of several blobs and short ragged nicks, each with its own opacity,
-width changes along its length and blur.
+The damage here comes from a generator of its own (``heldout_damage``), written before and
+apart from the one ``repair``'s detector is trained with (tests/damage.py,
+``old_print_damage``), with its own shapes and parameters: branching crack networks that show
+the paper white, wavy hairs, irregular dust of several blobs and short ragged nicks, each with
+its own opacity, width changes along its length and blur. It is never used for training or
+for choosing the detector's settings.
 
 Defect pixels (for precision and recall) are those the damage changed by more than 2 L*;
 ``repair``'s detected pixels are its mask. No harm: the share of pixels of an undamaged photo

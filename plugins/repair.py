@@ -1,210 +1,165 @@
-"""The ``repair`` preprocess step: find thin scratches, cracks, hairs and dust specks on an old
-print's scan and fill them from their surroundings.
+"""The ``repair`` preprocess step: find scratches, cracks, hairs, dust and small blotches on
+an old print's scan and fill them from their surroundings.
 
-Detection is classical and runs at full resolution on an 8-bit copy of the grey photo:
+Detection is a small fully convolutional network (``models/repair.tflite``, int8, listed with
+its sha256 in ``models/manifest.json``) run on the LiteRT interpreter. It was trained by
+bench/train_repair.py on grey copies of the training photos damaged by the development
+generator (tests/damage.py), to mark every pixel the damage changed by more than 2 L*. It is
+given the grey level and cheap top-hat / black-hat responses at three widths (``features``),
+and sees about a hundred pixels around each pixel, which is what tells a long thin scratch or
+a speck of dust from the photo's own thin detail (hair, branches, wires, text).
 
-1. A morphological top-hat (bright) and black-hat (dark) with a square a little wider than the
-   largest defect keep only structures narrower than that square, bright or dark against
-   their surroundings; everything wider (faces, skies, edges of objects) gives no response.
-2. The response is compared with a threshold that rises with the photo's grain (the median
-   response) and with the local texture (the mean response in a window around each pixel),
-   so hair, foliage and fabric, which respond everywhere, need a much stronger defect to be
-   touched. Strong pixels seed the defects; weaker neighbours join them (hysteresis).
-3. Each connected piece is kept only if it is shaped like a defect: long and thin (a scratch,
-   a crack network, a hair) or a small isolated speck of high contrast (dust). Round blobs,
-   short stubs and patches of texture are left alone.
+The network finds defects up to about 8 of its pixels wide. A large scan is shrunk for it (to
+``_WORK_PIXELS``, or further when the largest defect width asks for it) and its answer is
+stretched back; the fill always runs at full resolution.
 
-The kept pixels, widened by a pixel to take the defects' soft edges, are filled by pull-push
-interpolation (a Gaussian pyramid of the undamaged pixels, normalised by their weight), which
-costs a few full-size passes whatever the number of defects. Only those pixels change, so a
-16-bit scan keeps its precision everywhere else.
+The defect pixels are filled by pull-push interpolation (a Gaussian pyramid of the undamaged
+pixels, normalised by their weight), in tiles round the defects only. Only those pixels
+change, so a 16-bit scan keeps its precision everywhere else.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
+import os
+import threading
+from typing import Any
 
 import cv2
 import numpy as np
 
+from coloi.backend import native_stderr_silenced
+from coloi.models import find_model
 from coloi.steps import Option, PreprocessStep
-from coloi_plugins.repair_weights import WEIGHTS
 
-# Candidate thresholds in 8-bit grey levels at strength 1: low on purpose, the score decides.
-_BASE_LEVELS = 16.0  # the weakest candidate on a clean, flat print
-_GRAIN_FACTOR = 2.0  # times the photo's median response (its grain)
-_TEXTURE_FACTOR = 2.0  # times the local median response (its texture)
-_TEXTURE_WINDOW = 9  # the texture window, in largest widths (odd)
-_WEAK_FRACTION = 0.5  # a kept defect grows into neighbours above this fraction of the threshold
-_GROW = 1  # pixels a defect may grow into its fainter edge
-_AUTO_WIDTH = 1.0 / 250  # the automatic largest width, as a fraction of the shorter side
-_MIN_AUTO_WIDTH = 3
-_SQUARE3 = cv2.getStructuringElement(cv2.MORPH_RECT, (3, 3))
-_CROSS3 = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
-
-# The score of a candidate piece: a logistic regression on _features and their products,
-# fitted by bench/fit_repair.py on photos of the training set with the development damage
-# generator (tests/damage.py), never on the validation photos or the benchmark's generator.
-_WEIGHTS = np.array(WEIGHTS, np.float32)  # the last one multiplies a constant 1: the bias
+_WORK_PIXELS = 1_000_000  # the largest photo the network sees; larger ones are shrunk
+_NET_WIDTH = 8  # the widest defect, in the network's pixels, it was trained to find
+_LOGIT = 0.0  # a pixel is a defect above this logit (at strength 1)...
+_SEED_LOGIT = 1.5  # ...in a connected piece that somewhere reaches this one
+_TILE = 128  # fill tiles, in pixels
+_SIDES = (5, 11, 19)  # top-hat squares: they keep structures up to 2, 5 and 9 pixels wide
+FEATURES = 1 + 2 * len(_SIDES)
+_INTERPRETER_LOCK = threading.Lock()
 
 
-def largest_width(shape: tuple[int, ...], size: int) -> int:
-    """The largest defect width in pixels: ``size``, or automatic (0) from the photo's size."""
-    if size > 0:
-        return size
-    return max(_MIN_AUTO_WIDTH, round(min(shape[:2]) * _AUTO_WIDTH))
+@functools.cache
+def _interpreter() -> Any:
+    """The detector on LiteRT, loaded once per process (its sha256 checked by find_model)."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:  # LiteRT's deprecated predecessor, still common on edge devices
+        from tflite_runtime.interpreter import Interpreter
+    model = find_model("tflite", name="repair")
+    with native_stderr_silenced():
+        return Interpreter(model_path=str(model.path), num_threads=os.cpu_count() or 1)
 
 
-def _responses(levels: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """How much brighter (first) and darker (second) than its surroundings each pixel's narrow
-    structure is, in grey levels."""
-    # A structure narrower than the square in every direction disappears in the opening
-    # (bright) or closing (dark); twice as wide, so a defect ``width`` wide with blurred
-    # edges still does.
-    side = 2 * width + 1
-    kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (side, side))
-    bright = cv2.morphologyEx(levels, cv2.MORPH_TOPHAT, kernel)
-    dark = cv2.morphologyEx(levels, cv2.MORPH_BLACKHAT, kernel)
-    return bright, dark
-
-
-def _texture(response: np.ndarray, width: int) -> np.ndarray:
-    """How busy the photo is around each pixel: the median response in a window about
-    ``_TEXTURE_WINDOW`` defect widths across. A median, so that a scratch does not raise the
-    threshold for itself; on a grid ``width`` apart, so that it costs little on a large scan."""
-    height, wide = response.shape
-    step = max(1, width)
-    grid = response[step // 2 :: step, step // 2 :: step]
-    busy = cv2.medianBlur(np.ascontiguousarray(grid), _TEXTURE_WINDOW)
-    return cv2.resize(busy, (wide, height), interpolation=cv2.INTER_LINEAR)
-
-
-def _median(levels: np.ndarray) -> float:
-    hist = cv2.calcHist([levels], [0], None, [256], [0, 256]).ravel()
-    return float(np.searchsorted(np.cumsum(hist), hist.sum() / 2))
-
-
-def _sums(labels: np.ndarray, count: int, values: np.ndarray) -> np.ndarray:
-    return np.bincount(labels, weights=values, minlength=count)
-
-
-def _features(
-    levels: np.ndarray,
-    bright: np.ndarray,
-    dark: np.ndarray,
-    response: np.ndarray,
-    threshold: np.ndarray,
-    piece: np.ndarray,
-    where: np.ndarray,
-    stats: np.ndarray,
-    width: int,
-) -> np.ndarray:
-    """(pieces, 12) float32: what tells a defect from the photo's own thin detail, for every
-    connected piece of candidate pixels. Sizes are in largest widths, so one score serves
-    every photo size."""
-    count = len(stats)
-    area = np.maximum(stats[:, cv2.CC_STAT_AREA].astype(np.float64), 1.0)
-    extent2 = (
-        stats[:, cv2.CC_STAT_WIDTH].astype(np.float64) ** 2
-        + stats[:, cv2.CC_STAT_HEIGHT].astype(np.float64) ** 2
-    )
-
-    def mean(values: np.ndarray) -> np.ndarray:
-        return _sums(piece, count, values.ravel()[where].astype(np.float64)) / area
-
-    strength = mean(response) / 255.0
-    level = mean(threshold) / 255.0 + 1.0 / 255.0
-    squares = mean(response.astype(np.float32) ** 2) / 255.0**2
-    grey = mean(levels) / 255.0
-    is_bright = mean((bright > dark).astype(np.float32))
-    # How far towards paper white (bright defects) or black (dark ones) the piece is.
-    extreme = is_bright * grey + (1.0 - is_bright) * (1.0 - grey)
-    features = np.stack(
-        [
-            np.log(area / width**2),
-            np.log(extent2 / area),
-            np.log(np.sqrt(extent2) / width),
-            strength,
-            np.log(strength / level + 1e-3),
-            level,
-            np.sqrt(np.maximum(squares - strength**2, 0.0)) / (strength + 1e-3),
-            mean((response > 2 * threshold.astype(np.float32)).astype(np.float32)),
-            grey,
-            is_bright,
-            extreme,
-        ],
-        axis=1,
-    )
-    # The score is linear in the features and their pairwise products: quadratic.
-    first, second = np.triu_indices(features.shape[1])
-    features = np.concatenate([features, features[:, first] * features[:, second]], axis=1)
-    return np.concatenate([features, np.ones((count, 1))], axis=1).astype(np.float32)
-
-
-@dataclass
-class Candidates:
-    """The candidate pixels of one photo and what is known of them."""
-
-    levels: np.ndarray  # the photo in 8 bits
-    response: np.ndarray  # max(top-hat, black-hat)
-    threshold: np.ndarray  # the candidate threshold at each pixel
-    where: np.ndarray  # flat indices of the candidate pixels
-    piece: np.ndarray  # the piece (label) of each of them; 0 is the background
-    stats: np.ndarray  # connectedComponentsWithStats' stats of every piece
-    features: np.ndarray  # (pieces, features) for the score
-
-
-def candidates(grey: np.ndarray, width: int) -> Candidates:
-    """The pixels that respond more than the local texture allows, in connected pieces."""
+def features(grey: np.ndarray) -> np.ndarray:
+    """What the network sees of a grey photo (H, W) float32 in [0, 1]: (H, W, FEATURES)
+    float32. The grey level, and how much brighter (top-hat) and darker (black-hat) than its
+    surroundings each pixel's structure is at three widths (up to 2, 5 and 9 pixels), so the
+    network need not learn those filters from a few minutes of training on a CPU."""
     levels = cv2.convertScaleAbs(grey, alpha=255.0)
-    bright, dark = _responses(levels, width)
-    response = cv2.max(bright, dark)
-    base = max(_BASE_LEVELS, _GRAIN_FACTOR * _median(response))
-    # threshold = base + factor * local texture, saturated at 255 (nothing that weak is kept)
-    threshold = cv2.convertScaleAbs(_texture(response, width), alpha=_TEXTURE_FACTOR, beta=base)
-    above = cv2.compare(response, threshold, cv2.CMP_GT)
-    # Bright and dark candidates are separate pieces (a white scratch crossing dark detail
-    # must not merge with it into one shapeless piece): bright pixels touching dark ones are
-    # left out, so that one labelling serves both.
-    is_bright = cv2.compare(bright, dark, cv2.CMP_GE)
-    dark_ones = cv2.subtract(above, is_bright)
-    bright_ones = cv2.subtract(cv2.min(above, is_bright), cv2.dilate(dark_ones, _CROSS3))
-    candidate = cv2.max(bright_ones, dark_ones)
-    _, labels, stats, _ = cv2.connectedComponentsWithStats(
-        candidate, connectivity=4, ltype=cv2.CV_32S
+    planes = [levels]
+    for side in _SIDES:
+        kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (side, side))
+        planes.append(cv2.morphologyEx(levels, cv2.MORPH_TOPHAT, kernel))
+        planes.append(cv2.morphologyEx(levels, cv2.MORPH_BLACKHAT, kernel))
+    stack = cv2.merge(planes).astype(np.float32)
+    # Grey to [-1, 1]; responses so that a quarter of the range is 1.
+    stack *= np.array([2.0 / 255] + [4.0 / 255] * (len(planes) - 1), np.float32)
+    stack[..., 0] -= 1.0
+    return stack
+
+
+def _logits(grey: np.ndarray) -> np.ndarray:
+    """The network's defect logit for every pixel of ``grey`` (H, W) float32."""
+    height, width = grey.shape
+    # The network halves the resolution twice and doubles it back: sides that are multiples
+    # of 4 keep every level whole.
+    padded = cv2.copyMakeBorder(grey, 0, -height % 4, 0, -width % 4, cv2.BORDER_REFLECT)
+    seen = features(padded)[None]
+    interpreter = _interpreter()
+    # One interpreter per process, and batches repair photos in several threads at once.
+    with _INTERPRETER_LOCK:
+        detail = interpreter.get_input_details()[0]
+        if tuple(detail["shape"]) != seen.shape:
+            with native_stderr_silenced():  # LiteRT announces its CPU delegate on first use
+                interpreter.resize_tensor_input(detail["index"], list(seen.shape))
+                interpreter.allocate_tensors()
+        interpreter.set_tensor(detail["index"], seen)
+        interpreter.invoke()
+        out: np.ndarray = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+    return out[0, :height, :width, 0].copy()
+
+
+def working_scale(shape: tuple[int, ...], size: int) -> float:
+    """How many of the photo's pixels make one of the network's: 1 up to about a megapixel,
+    more for larger scans, and at least ``size`` / 8 when the largest defect width is set."""
+    scale = max(1.0, float(np.sqrt(shape[0] * shape[1] / _WORK_PIXELS)))
+    if size > 0:
+        scale = max(scale, size / _NET_WIDTH)
+    return scale
+
+
+def _shrunk(grey: np.ndarray, size: int) -> np.ndarray:
+    """``grey`` as float32 at the network's working size."""
+    grey = np.ascontiguousarray(grey, dtype=np.float32)
+    scale = working_scale(grey.shape, size)
+    if scale <= 1.0:
+        return grey
+    height, width = grey.shape
+    return cv2.resize(
+        grey,
+        (max(4, round(width / scale)), max(4, round(height / scale))),
+        interpolation=cv2.INTER_AREA,
     )
+
+
+def defect_logits(grey: np.ndarray, size: int = 0) -> np.ndarray:
+    """The detector's logit per pixel of ``grey`` (H, W) float32 in [0, 1], at full size."""
+    logits = _logits(_shrunk(grey, size))
+    if logits.shape == grey.shape:
+        return logits
+    return cv2.resize(logits, grey.shape[::-1], interpolation=cv2.INTER_LINEAR)
+
+
+def _above(logits: np.ndarray, level: float) -> np.ndarray:
+    return (logits > level).astype(np.uint8) * np.uint8(255)
+
+
+def _hysteresis(logits: np.ndarray, low: float, high: float) -> np.ndarray:
+    """``logits`` where they are above ``low`` in a connected piece that reaches above
+    ``high`` somewhere; far below ``low`` elsewhere. A faint stretch of a crack is kept when
+    the crack is plain elsewhere; a faint piece of texture on its own is not."""
+    candidate = _above(logits, low)
+    count, found = cv2.connectedComponents(candidate, connectivity=8, ltype=cv2.CV_32S)
+    labels: np.ndarray = np.asarray(found, dtype=np.int32)
     where = np.flatnonzero(candidate)  # a few percent of the photo: gather only those
-    piece = labels.ravel()[where]
-    features = _features(levels, bright, dark, response, threshold, piece, where, stats, width)
-    return Candidates(levels, response, threshold, where, piece, stats, features)
+    peak = np.full(count, -np.inf, np.float32)
+    np.maximum.at(peak, labels.ravel()[where], logits.ravel()[where])
+    keep = peak > high
+    keep[0] = False  # the background
+    return np.where(keep[labels], logits, np.float32(low - 10.0))
 
 
 def defect_mask(grey: np.ndarray, size: int = 0, strength: float = 1.0) -> np.ndarray:
-    """uint8 mask (255 = defect) of the thin scratches and specks of a grey photo, (H, W)
-    float32 in [0, 1]. ``size`` is the largest defect width in pixels (0 = automatic);
+    """uint8 mask (255 = defect) of the scratches, cracks, hairs and dust of a grey photo,
+    (H, W) float32 in [0, 1]. ``size`` is the largest defect width in pixels (0 = automatic);
     a higher ``strength`` finds fainter defects."""
-    width = largest_width(grey.shape, size)
-    found = candidates(grey, width)
-    score = found.features @ _WEIGHTS
-    # Strength 1 keeps the pieces with at least one chance in three of being a defect (odds
-    # 1:2), strength 2 those with odds above 1:4, and so on.
-    keep = score > -np.log(2.0 * strength)
-    keep[0] = False  # the background
-    mask = np.zeros_like(found.levels)
-    mask.ravel()[found.where[keep[found.piece]]] = 255
-    # Widen into the defect's fainter edge: neighbours above a fraction of the threshold.
-    weak = cv2.compare(
-        found.response, cv2.convertScaleAbs(found.threshold, alpha=_WEAK_FRACTION), cv2.CMP_GT
-    )
-    grown = cv2.dilate(mask, _SQUARE3, iterations=_GROW)
-    mask = cv2.max(mask, cv2.min(grown, weak))
-    # The soft edge of a scratch is below the weak threshold but still visible once filled.
-    return cv2.dilate(mask, _SQUARE3)
+    # Strength 1 keeps pixels with even odds or better of being a defect in pieces that are
+    # somewhere at odds of 1:_SEED_LOGIT's exp; strength 2 halves both odds, and so on.
+    shift = float(np.log(strength))
+    low = _LOGIT - shift
+    kept = _hysteresis(_logits(_shrunk(grey, size)), low, _SEED_LOGIT - shift)
+    if kept.shape != grey.shape:
+        kept = cv2.resize(kept, grey.shape[::-1], interpolation=cv2.INTER_LINEAR)
+    return _above(kept, low)
 
 
-def fill(grey: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """``grey`` with the pixels under ``mask`` (non-zero) replaced by a smooth interpolation
-    of the pixels around them (pull-push on a Gaussian pyramid); other pixels are unchanged."""
+def _pull_push(grey: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """A smooth interpolation of the pixels of ``grey`` outside ``mask`` (non-zero), for every
+    pixel (pull-push on a Gaussian pyramid)."""
     weight = (mask == 0).astype(np.float32)
     # Level 0 itself is never blended: a hole has no weight there, so its value is the level
     # above's, stretched; every other pixel keeps its own.
@@ -221,20 +176,46 @@ def fill(grey: np.ndarray, mask: np.ndarray) -> np.ndarray:
         # A pixel with weight w keeps w of its own mean; the rest comes from the coarser level.
         filled = values + (1.0 - weight) * coarse
     height, width = grey.shape
+    return cv2.pyrUp(filled, dstsize=(width, height))
+
+
+def fill(grey: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``grey`` with the pixels under ``mask`` (non-zero) replaced by a smooth interpolation
+    of the pixels around them; other pixels are unchanged. Only tiles that hold defects are
+    worked on, each with a margin of its own size, so a scan with a few scratches costs little."""
     out = grey.copy()
-    cv2.copyTo(cv2.pyrUp(filled, dstsize=(width, height)), mask, out)
+    height, width = grey.shape
+    rows, cols = -(-height // _TILE), -(-width // _TILE)
+    # Which tiles hold a defect pixel: a max over each tile of the padded mask.
+    padded = cv2.copyMakeBorder(
+        mask, 0, rows * _TILE - height, 0, cols * _TILE - width, cv2.BORDER_CONSTANT, value=0
+    )
+    busy = padded.reshape(rows, _TILE, cols, _TILE).max(axis=(1, 3))
+    # Connected groups of busy tiles are filled together, so that a long scratch is one job
+    # and its fill has no seams between tiles.
+    count, _, stats, _ = cv2.connectedComponentsWithStats(
+        (busy > 0).astype(np.uint8), connectivity=8
+    )
+    for label in range(1, count):
+        left, top, wide, high = stats[label, :4]
+        # A margin of one tile all round: the fill of a hole draws on the pixels around it.
+        y0, y1 = max(0, (top - 1) * _TILE), min(height, (top + high + 1) * _TILE)
+        x0, x1 = max(0, (left - 1) * _TILE), min(width, (left + wide + 1) * _TILE)
+        part_mask = mask[y0:y1, x0:x1]
+        part = _pull_push(np.ascontiguousarray(grey[y0:y1, x0:x1]), part_mask)
+        np.copyto(out[y0:y1, x0:x1], part, where=part_mask > 0)
     return out
 
 
 class Repair(PreprocessStep):
-    """Remove thin scratches, cracks, hairs and dust specks and fill them from around them.
+    """Remove scratches, cracks, hairs, dust and small blotches and fill them from around them.
 
-    Works at full resolution on the whole photo; pixels that are not found to be a defect are
-    never changed. See the module docstring for how defects are found.
+    Works on the whole photo; pixels that are not found to be a defect are never changed. See
+    the module docstring for how defects are found.
     """
 
     name = "repair"
-    description = "remove scratches, cracks, hairs and dust specks (fill from surroundings)"
+    description = "remove scratches, cracks, hairs and dust (learnt detector, fill from around)"
     strength = Option(
         float,
         1.0,
@@ -246,7 +227,8 @@ class Repair(PreprocessStep):
     size = Option(
         int,
         0,
-        "largest defect width in pixels; 0 = automatic (0.4% of the shorter side, at least 3)",
+        "largest defect width in pixels; 0 = automatic (8 pixels at up to about a "
+        "megapixel, in proportion on larger scans)",
         minimum=0,
         maximum=64,
     )
