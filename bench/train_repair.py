@@ -230,8 +230,11 @@ def main() -> None:
             "format": "tflite",
             "file": MODEL.name,
             "sha256": file_sha256(MODEL),
-            "input_size": 0,
-            "purpose": "defect detector of the repair preprocess step (any input size)",
+            # The training crop: the network is fully convolutional and runs at any size that
+            # is a multiple of 4 (the manifest asks every model for a positive input size).
+            "input_size": CROP,
+            "purpose": "defect detector of the repair preprocess step (trained on "
+            f"{CROP} px crops; runs at any size that is a multiple of 4)",
             "training": {
                 "script": "bench/train_repair.py",
                 "photos": args.photos,
