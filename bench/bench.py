@@ -43,8 +43,9 @@ def timed_process(command: list[str]) -> tuple[float, float]:
     with tempfile.NamedTemporaryFile("r") as report:
         prefix = [GNU_TIME, "-f", "%M", "-o", report.name] if os.path.exists(GNU_TIME) else []
         started = time.perf_counter()
-        process = subprocess.Popen(prefix + command, stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.PIPE)
+        process = subprocess.Popen(
+            prefix + command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
         _, status, usage = os.wait4(process.pid, 0)
         wall = time.perf_counter() - started
         if os.waitstatus_to_exitcode(status) != 0:
@@ -54,12 +55,17 @@ def timed_process(command: list[str]) -> tuple[float, float]:
 
 
 def stats(values: list[float]) -> dict[str, float]:
-    return {"median": round(statistics.median(values), 4), "min": round(min(values), 4),
-            "max": round(max(values), 4), "runs": len(values)}
+    return {
+        "median": round(statistics.median(values), 4),
+        "min": round(min(values), 4),
+        "max": round(max(values), 4),
+        "runs": len(values),
+    }
 
 
-def repeat_process(command: list[str], repeats: int,
-                   before: Callable[[], None] = lambda: None) -> dict[str, Any]:
+def repeat_process(
+    command: list[str], repeats: int, before: Callable[[], None] = lambda: None
+) -> dict[str, Any]:
     walls, peaks = [], []
     for _ in range(repeats):
         before()
@@ -77,24 +83,41 @@ def merge_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def machine() -> dict[str, Any]:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text()
-                .splitlines() if line.startswith("model name")), platform.processor())
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
     from importlib import metadata
 
     versions = {}  # read from metadata: importing TensorFlow here would skew what follows
-    for package in ("numpy", "opencv-python-headless", "pillow", "ai-edge-litert",
-                    "tensorflow", "keras"):
+    for package in (
+        "numpy",
+        "opencv-python-headless",
+        "pillow",
+        "ai-edge-litert",
+        "tensorflow",
+        "keras",
+    ):
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
             versions[package] = "not installed"
     import coloi
 
-    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gb":
-            round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e9, 1),
-            "python": platform.python_version(), "platform": platform.platform(),
-            "coloi": coloi.__version__, "versions": versions,
-            "date": time.strftime("%Y-%m-%d %H:%M:%S")}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e9, 1),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "coloi": coloi.__version__,
+        "versions": versions,
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
 
 
 def make_photos(folder: Path) -> dict[str, Path]:
@@ -108,7 +131,7 @@ def make_photos(folder: Path) -> dict[str, Path]:
         h, w = image.shape[:2]
         side = int(rng.integers(min(h, w) // 2, min(h, w)))
         top, left = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
-        crop = cv2.resize(image[top:top + side, left:left + side], (256, int(256 * 0.75)))
+        crop = cv2.resize(image[top : top + side, left : left + side], (256, int(256 * 0.75)))
         cv2.imwrite(str(small / f"snap{i:03}.jpg"), cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY))
 
     def scan(width: int, height: int) -> np.ndarray:
@@ -121,13 +144,17 @@ def make_photos(folder: Path) -> dict[str, Path]:
     paths["jpeg12"] = folder / "scan12.jpg"
     cv2.imwrite(str(paths["jpeg12"]), twelve, [cv2.IMWRITE_JPEG_QUALITY, 92])
     paths["tiff12"] = folder / "scan12-16bit.tif"
-    cv2.imwrite(str(paths["tiff12"]), twelve.astype(np.uint16) * 257,
-                [cv2.IMWRITE_TIFF_COMPRESSION, 1])
+    cv2.imwrite(
+        str(paths["tiff12"]), twelve.astype(np.uint16) * 257, [cv2.IMWRITE_TIFF_COMPRESSION, 1]
+    )
     batch = folder / "batch12"
     batch.mkdir()
     for i in range(6):
-        cv2.imwrite(str(batch / f"scan{i}.jpg"), np.roll(twelve, i * 97, axis=1),
-                    [cv2.IMWRITE_JPEG_QUALITY, 92])
+        cv2.imwrite(
+            str(batch / f"scan{i}.jpg"),
+            np.roll(twelve, i * 97, axis=1),
+            [cv2.IMWRITE_JPEG_QUALITY, 92],
+        )
     paths["batch12"] = batch
     paths["jpeg50"] = folder / "scan50.jpg"
     cv2.imwrite(str(paths["jpeg50"]), scan(8660, 5776), [cv2.IMWRITE_JPEG_QUALITY, 92])
@@ -178,7 +205,8 @@ def _int8_matmul_model() -> bytes | None:
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = lambda: (
             [np.random.default_rng(i).standard_normal((1, 64, 64, 512)).astype(np.float32)]
-            for i in range(4))
+            for i in range(4)
+        )
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         model_bytes: bytes = converter.convert()
         return model_bytes
@@ -272,48 +300,81 @@ def main() -> None:
         results["help"] = repeat_process([COLOI, "--help"], r)
         for backend in ("tflite", "tf-gpu"):
             results[f"one_small_{backend}"] = repeat_process(
-                [COLOI, "-q", "run", "-b", backend, one, "-o", str(out)], r, clean)
+                [COLOI, "-q", "run", "-b", backend, one, "-o", str(out)], r, clean
+            )
         # coloi and the floor alternate, so that both see the same state of the machine.
         model = next((REPO / "models").glob("*.tflite"))
         coloi_runs, floor_runs = [], []
         for _ in range(max(r, 8)):
-            coloi_runs.append(repeat_process(
-                [COLOI, "-q", "run", "-b", "tflite", str(photos["jpeg12"]), "-o", str(out)],
-                1, clean))
-            floor_runs.append(repeat_process(
-                [sys.executable, str(REPO / "bench" / "floor_pipeline.py"), str(model),
-                 str(photos["jpeg12"]), str(folder / "floor.jpg")], 1))
+            coloi_runs.append(
+                repeat_process(
+                    [COLOI, "-q", "run", "-b", "tflite", str(photos["jpeg12"]), "-o", str(out)],
+                    1,
+                    clean,
+                )
+            )
+            floor_runs.append(
+                repeat_process(
+                    [
+                        sys.executable,
+                        str(REPO / "bench" / "floor_pipeline.py"),
+                        str(model),
+                        str(photos["jpeg12"]),
+                        str(folder / "floor.jpg"),
+                    ],
+                    1,
+                )
+            )
         results["jpeg12_tflite"] = merge_runs(coloi_runs)
         results["jpeg12_floor"] = merge_runs(floor_runs)
-        results["jpeg12_vs_floor"] = round(results["jpeg12_tflite"]["wall_s"]["median"]
-                                           / results["jpeg12_floor"]["wall_s"]["median"], 3)
+        results["jpeg12_vs_floor"] = round(
+            results["jpeg12_tflite"]["wall_s"]["median"]
+            / results["jpeg12_floor"]["wall_s"]["median"],
+            3,
+        )
         results["tiff12_tflite"] = repeat_process(
-            [COLOI, "-q", "run", "-b", "tflite", str(photos["tiff12"]), "-o", str(out)], r, clean)
+            [COLOI, "-q", "run", "-b", "tflite", str(photos["tiff12"]), "-o", str(out)], r, clean
+        )
         for backend in ("tflite", "tf-gpu"):
             for key, name, count in (("small", "small", 120), ("batch12", "12mp", 6)):
-                entry = repeat_process([COLOI, "-q", "run", "-b", backend, str(photos[key]),
-                                        "-o", str(out)], max(2, r // 2), clean)
+                entry = repeat_process(
+                    [COLOI, "-q", "run", "-b", backend, str(photos[key]), "-o", str(out)],
+                    max(2, r // 2),
+                    clean,
+                )
                 entry["photos"] = count
                 entry["seconds_per_photo"] = round(entry["wall_s"]["median"] / count, 4)
                 entry["photos_per_second"] = round(count / entry["wall_s"]["median"], 2)
                 results[f"batch_{name}_{backend}"] = entry
         results["jpeg50_tflite"] = repeat_process(
             [COLOI, "-q", "run", "-b", "tflite", str(photos["jpeg50"]), "-o", str(out)],
-            max(2, r // 2), clean)
+            max(2, r // 2),
+            clean,
+        )
     results["model_only"] = model_only(r)
     results["rates"] = matmul_rates()
     flops = model_flops()
     if flops:
         results["model_flops"] = flops
-        floors = {"tflite": flops / (results["rates"].get("int8_gops", 0) * 1e9 or 1),
-                  "tf-gpu": flops / (results["rates"]["float32_gflops"] * 1e9)}
+        floors = {
+            "tflite": flops / (results["rates"].get("int8_gops", 0) * 1e9 or 1),
+            "tf-gpu": flops / (results["rates"]["float32_gflops"] * 1e9),
+        }
         results["model_floor_s"] = {k: round(v, 5) for k, v in floors.items()}
         results["model_vs_floor"] = {
-            k: round(v["median"] / floors[k], 2) for k, v in results["model_only"].items()}
+            k: round(v["median"] / floors[k], 2) for k, v in results["model_only"].items()
+        }
     results["targets"] = [
-        {"what": what, "key": key, "limit": limit, "unit": unit,
-         "value": round(lookup(results, key), 4), "met": bool(lookup(results, key) <= limit)}
-        for key, limit, unit, what in TARGETS]
+        {
+            "what": what,
+            "key": key,
+            "limit": limit,
+            "unit": unit,
+            "value": round(lookup(results, key), 4),
+            "met": bool(lookup(results, key) <= limit),
+        }
+        for key, limit, unit, what in TARGETS
+    ]
     # Commands as a reader would type them: relative to the repository, photos in $WORK (the
     # temporary folder, gone by now).
     text = json.dumps(results, indent=2).replace(str(REPO) + "/", "").replace(tmp, "$WORK")
@@ -325,33 +386,51 @@ def main() -> None:
 
 def report(results: dict[str, Any]) -> str:
     m = results["machine"]
-    lines = ["# coloi benchmark results", "",
-             f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB; Python "
-             f"{m['python']}; {m['platform']}; run {m['date']}.",
-             "Versions: " + ", ".join(f"{k} {v}" for k, v in m["versions"].items()) + ".",
-             "Command: `python bench/bench.py` (median of several runs; min-max in brackets).",
-             "", "| measurement | wall s | peak RSS MB | command |", "|---|---|---|---|"]
+    lines = [
+        "# coloi benchmark results",
+        "",
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB; Python "
+        f"{m['python']}; {m['platform']}; run {m['date']}.",
+        "Versions: " + ", ".join(f"{k} {v}" for k, v in m["versions"].items()) + ".",
+        "Command: `python bench/bench.py` (median of several runs; min-max in brackets).",
+        "",
+        "| measurement | wall s | peak RSS MB | command |",
+        "|---|---|---|---|",
+    ]
     for key, value in results.items():
         if isinstance(value, dict) and "wall_s" in value:
             w, p = value["wall_s"], value["peak_rss_mb"]
-            extra = (f" ({value['photos_per_second']} photos/s)"
-                     if "photos_per_second" in value else "")
-            lines.append(f"| {key}{extra} | {w['median']} [{w['min']}-{w['max']}] | "
-                         f"{p['median']:.0f} [{p['min']:.0f}-{p['max']:.0f}] | "
-                         f"`{value['command'].replace(str(REPO) + '/', '')}` |")
+            extra = (
+                f" ({value['photos_per_second']} photos/s)" if "photos_per_second" in value else ""
+            )
+            lines.append(
+                f"| {key}{extra} | {w['median']} [{w['min']}-{w['max']}] | "
+                f"{p['median']:.0f} [{p['min']:.0f}-{p['max']:.0f}] | "
+                f"`{value['command'].replace(str(REPO) + '/', '')}` |"
+            )
     lines += ["", "## Model only (one photo at the model's input size, model loaded)", ""]
     for name, s in results.get("model_only", {}).items():
         floor = results.get("model_floor_s", {}).get(name)
         ratio = results.get("model_vs_floor", {}).get(name)
-        lines.append(f"- {name}: {s['median'] * 1000:.1f} ms [{s['min'] * 1000:.1f}-"
-                     f"{s['max'] * 1000:.1f}]" + (f"; compute floor {floor * 1000:.2f} ms, "
-                                                  f"ratio {ratio}" if floor else ""))
-    lines += [f"- network: {results.get('model_flops', 0) / 1e9:.2f} GFLOP per photo; machine: "
-              f"{results['rates']}",
-              "", "## Targets", "", "| target | value | limit | met |", "|---|---|---|---|"]
+        lines.append(
+            f"- {name}: {s['median'] * 1000:.1f} ms [{s['min'] * 1000:.1f}-"
+            f"{s['max'] * 1000:.1f}]"
+            + (f"; compute floor {floor * 1000:.2f} ms, ratio {ratio}" if floor else "")
+        )
+    lines += [
+        f"- network: {results.get('model_flops', 0) / 1e9:.2f} GFLOP per photo; machine: "
+        f"{results['rates']}",
+        "",
+        "## Targets",
+        "",
+        "| target | value | limit | met |",
+        "|---|---|---|---|",
+    ]
     for t in results["targets"]:
-        lines.append(f"| {t['what']} | {t['value']} {t['unit']} | {t['limit']:.3g} "
-                     f"{t['unit']} | {'yes' if t['met'] else 'NO'} |")
+        lines.append(
+            f"| {t['what']} | {t['value']} {t['unit']} | {t['limit']:.3g} "
+            f"{t['unit']} | {'yes' if t['met'] else 'NO'} |"
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -48,7 +48,7 @@ def make_photos(folder: Path, count: int) -> None:
         h, w = image.shape[:2]
         side = int(rng.integers(min(h, w) // 2, min(h, w)))
         top, left = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
-        crop = cv2.resize(image[top:top + side, left:left + side], (256, 192))
+        crop = cv2.resize(image[top : top + side, left : left + side], (256, 192))
         path = folder / f"box{i // 100:02}" / f"photo{i:04}.jpg"
         path.parent.mkdir(parents=True, exist_ok=True)
         cv2.imwrite(str(path), cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY))
@@ -57,19 +57,22 @@ def make_photos(folder: Path, count: int) -> None:
 def timed_run(args: list[str]) -> dict[str, Any]:
     """Run ``coloi ARGS``, noting when each output's line arrives on stdout."""
     started = time.perf_counter()
-    process = subprocess.Popen([COLOI, *args], stdout=subprocess.PIPE,
-                               stderr=subprocess.DEVNULL, text=True, env=ENV)
+    process = subprocess.Popen(
+        [COLOI, *args], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=ENV
+    )
     assert process.stdout is not None
     arrivals = [time.perf_counter() - started for _ in process.stdout]
     process.wait()
     total = time.perf_counter() - started
     assert process.returncode == 0, f"coloi {' '.join(args)}: exit {process.returncode}"
     first, last = arrivals[0], arrivals[-1]
-    return {"outputs": len(arrivals), "seconds": round(total, 2),
-            "first_output_after_s": round(first, 2),
-            "photos_per_second": round(len(arrivals) / total, 1),
-            "photos_per_second_after_first_output": round((len(arrivals) - 1) / (last - first),
-                                                          1)}
+    return {
+        "outputs": len(arrivals),
+        "seconds": round(total, 2),
+        "first_output_after_s": round(first, 2),
+        "photos_per_second": round(len(arrivals) / total, 1),
+        "photos_per_second_after_first_output": round((len(arrivals) - 1) / (last - first), 1),
+    }
 
 
 def throughput(folder: Path, count: int, repeats: int) -> dict[str, Any]:
@@ -79,18 +82,27 @@ def throughput(folder: Path, count: int, repeats: int) -> dict[str, Any]:
     for attempt in range(repeats):  # alternated, best of each: the machine is shared
         for engine in ("local", "ray"):
             out = folder / f"out-{engine}-{attempt}"
-            result = timed_run(["run", "-b", "tflite", "--engine", engine, str(photos),
-                                "-o", str(out)])
+            result = timed_run(
+                ["run", "-b", "tflite", "--engine", engine, str(photos), "-o", str(out)]
+            )
             assert result["outputs"] == count
             key = "photos_per_second_after_first_output"
             if engine not in best or result[key] > best[engine][key]:
                 best[engine] = result
-    return {"photos": count, "repeats": repeats, "local": best["local"], "ray": best["ray"],
-            "ratio_whole_run": round(best["ray"]["photos_per_second"]
-                                     / best["local"]["photos_per_second"], 3),
-            "ratio_after_first_output": round(
-                best["ray"]["photos_per_second_after_first_output"]
-                / best["local"]["photos_per_second_after_first_output"], 3)}
+    return {
+        "photos": count,
+        "repeats": repeats,
+        "local": best["local"],
+        "ray": best["ray"],
+        "ratio_whole_run": round(
+            best["ray"]["photos_per_second"] / best["local"]["photos_per_second"], 3
+        ),
+        "ratio_after_first_output": round(
+            best["ray"]["photos_per_second_after_first_output"]
+            / best["local"]["photos_per_second_after_first_output"],
+            3,
+        ),
+    }
 
 
 def make_tree(folder: Path, entries: int) -> tuple[Path, Path]:
@@ -148,19 +160,46 @@ def driver_memory(folder: Path, entries: int) -> dict[str, Any]:
     started = time.perf_counter()
     tree, out = make_tree(folder, entries)
     made = time.perf_counter() - started
-    alone = subprocess.run([sys.executable, "-c", LISTING_ALONE, str(tree), str(out)],
-                           capture_output=True, text=True, check=True, env=ENV).stdout.split()
+    alone = subprocess.run(
+        [sys.executable, "-c", LISTING_ALONE, str(tree), str(out)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=ENV,
+    ).stdout.split()
     started = time.perf_counter()
-    process = subprocess.Popen([COLOI, "run", "--engine", "ray", "-b", "tflite",
-                                "--skip-existing", str(tree), "-o", str(out)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
+    process = subprocess.Popen(
+        [
+            COLOI,
+            "run",
+            "--engine",
+            "ray",
+            "-b",
+            "tflite",
+            "--skip-existing",
+            str(tree),
+            "-o",
+            str(out),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=ENV,
+    )
     peak = peak_rss_mb(process.pid, process)
     seconds = time.perf_counter() - started
     assert process.returncode == 0
-    return {"entries": entries, "tree_made_in_s": round(made, 1),
-            "driver_peak_rss_mb": peak, "driver_seconds": round(seconds, 1),
-            "listing_alone": {"entries": int(alone[0]), "first_job_after_s": float(alone[1]),
-                              "seconds": float(alone[2]), "peak_rss_mb": float(alone[3])}}
+    return {
+        "entries": entries,
+        "tree_made_in_s": round(made, 1),
+        "driver_peak_rss_mb": peak,
+        "driver_seconds": round(seconds, 1),
+        "listing_alone": {
+            "entries": int(alone[0]),
+            "first_job_after_s": float(alone[1]),
+            "seconds": float(alone[2]),
+            "peak_rss_mb": float(alone[3]),
+        },
+    }
 
 
 def main() -> None:
@@ -177,13 +216,19 @@ def main() -> None:
         results["driver_memory"] = driver_memory(Path(tmp), args.entries)
     args.out.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
     m = results["machine"]
-    lines = ["# coloi run --engine ray benchmark", "",
-             f"Machine: {m['cpu']}, {m['cores']} cores; run {m['date']}.",
-             f"Command: `python bench/ray_bench.py --photos {args.photos} --repeats "
-             f"{args.repeats} --entries {args.entries}` (best of the repeats for each "
-             f"engine, alternated; a Ray started by coloi on this machine).",
-             "", "```json", json.dumps({k: v for k, v in results.items() if k != "machine"},
-                                       indent=2), "```", ""]
+    lines = [
+        "# coloi run --engine ray benchmark",
+        "",
+        f"Machine: {m['cpu']}, {m['cores']} cores; run {m['date']}.",
+        f"Command: `python bench/ray_bench.py --photos {args.photos} --repeats "
+        f"{args.repeats} --entries {args.entries}` (best of the repeats for each "
+        f"engine, alternated; a Ray started by coloi on this machine).",
+        "",
+        "```json",
+        json.dumps({k: v for k, v in results.items() if k != "machine"}, indent=2),
+        "```",
+        "",
+    ]
     args.out.with_suffix(".md").write_text("\n".join(lines))
     print("\n".join(lines))
 

@@ -48,11 +48,13 @@ def make_photos(folder: Path, count: int) -> list[Path]:
         h, w = image.shape[:2]
         side = int(rng.integers(min(h, w) // 2, min(h, w)))
         top, left = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
-        crop = cv2.resize(image[top:top + side, left:left + side], (1200, 840),
-                          interpolation=cv2.INTER_CUBIC)
+        crop = cv2.resize(
+            image[top : top + side, left : left + side], (1200, 840), interpolation=cv2.INTER_CUBIC
+        )
         paths.append(folder / f"photo{i:04}.jpg")
-        cv2.imwrite(str(paths[-1]), cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY),
-                    [cv2.IMWRITE_JPEG_QUALITY, 90])
+        cv2.imwrite(
+            str(paths[-1]), cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY), [cv2.IMWRITE_JPEG_QUALITY, 90]
+        )
     return paths
 
 
@@ -65,8 +67,11 @@ def rss_mb(pid: int) -> float:
 
 def coloi_run(folder: Path, out: Path) -> float:
     started = time.perf_counter()
-    subprocess.run([COLOI, "-q", "run", "--backend", "tflite", str(folder), "-o", str(out)],
-                   check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [COLOI, "-q", "run", "--backend", "tflite", str(folder), "-o", str(out)],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     return time.perf_counter() - started
 
 
@@ -108,8 +113,9 @@ def load(port: int, photos: list[Path], clients: int, pid: int) -> dict[str, Any
             fresh = False
             while True:
                 try:
-                    connection.request("POST", "/v1/colourise", body=data,
-                                       headers={"Content-Type": "image/jpeg"})
+                    connection.request(
+                        "POST", "/v1/colourise", body=data, headers={"Content-Type": "image/jpeg"}
+                    )
                     response = connection.getresponse()
                     body = response.read()
                 except (OSError, http.client.HTTPException) as error:
@@ -152,12 +158,17 @@ def load(port: int, photos: list[Path], clients: int, pid: int) -> dict[str, Any
     peak_after_50 = max((mb for done, mb in rss if done >= 50), default=0.0)
     ordered = sorted(latencies)
     return {
-        "photos": len(photos), "clients": clients, "answered_200": len(latencies),
-        "errors": errors, **busy, "seconds": round(seconds, 2),
+        "photos": len(photos),
+        "clients": clients,
+        "answered_200": len(latencies),
+        "errors": errors,
+        **busy,
+        "seconds": round(seconds, 2),
         "photos_per_second": round(len(latencies) / seconds, 2),
         "latency_p50_s": round(float(np.percentile(ordered, 50)), 3) if ordered else None,
         "latency_p99_s": round(float(np.percentile(ordered, 99)), 3) if ordered else None,
-        "rss_mb_after_50": round(after_50, 1), "rss_mb_max_after_50": round(peak_after_50, 1),
+        "rss_mb_after_50": round(after_50, 1),
+        "rss_mb_max_after_50": round(peak_after_50, 1),
         "rss_growth_mb_after_50": round(peak_after_50 - after_50, 1),
     }
 
@@ -165,8 +176,19 @@ def load(port: int, photos: list[Path], clients: int, pid: int) -> dict[str, Any
 def serve(photos: list[Path], clients: int, *options: str) -> dict[str, Any]:
     """Start ``coloi serve`` with ``options``, load it, stop it with SIGTERM."""
     port = free_port()
-    server = subprocess.Popen([COLOI, "-q", "serve", "--backend", "tflite", "--port",
-                               str(port), "--no-access-log", *options])
+    server = subprocess.Popen(
+        [
+            COLOI,
+            "-q",
+            "serve",
+            "--backend",
+            "tflite",
+            "--port",
+            str(port),
+            "--no-access-log",
+            *options,
+        ]
+    )
     try:
         wait_ready(port)
         served = load(port, photos, clients, server.pid)
@@ -194,13 +216,17 @@ def main() -> None:
     run_rate = args.photos / run_seconds
     result = {
         "machine": machine(),
-        "coloi_run": {"photos": args.photos, "seconds": round(run_seconds, 2),
-                      "photos_per_second": round(run_rate, 2)},
+        "coloi_run": {
+            "photos": args.photos,
+            "seconds": round(run_seconds, 2),
+            "photos_per_second": round(run_rate, 2),
+        },
         "serve": served,
         "throughput_vs_run": round(served["photos_per_second"] / run_rate, 3),
         f"serve_queue_{args.clients}": served_long_queue,
         f"throughput_vs_run_queue_{args.clients}": round(
-            served_long_queue["photos_per_second"] / run_rate, 3),
+            served_long_queue["photos_per_second"] / run_rate, 3
+        ),
     }
     (args.out / "serve_results.json").write_text(json.dumps(result, indent=2) + "\n")
     cpu = result["machine"]
@@ -212,7 +238,8 @@ def main() -> None:
         "JPEGs; `coloi serve --backend tflite` with its defaults (2 workers, a waiting line "
         f"of 8), then with `--queue {args.clients}`; `coloi run --backend tflite` on the same "
         "photos for the baseline).\n\n"
-        f"```json\n{json.dumps(result, indent=2)}\n```\n")
+        f"```json\n{json.dumps(result, indent=2)}\n```\n"
+    )
     print(json.dumps({k: v for k, v in result.items() if k != "machine"}, indent=2))
 
 

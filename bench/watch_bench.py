@@ -45,7 +45,7 @@ def make_photos(folder: Path, count: int, corrupt: int) -> list[Path]:
         h, w = image.shape[:2]
         side = int(rng.integers(min(h, w) // 2, min(h, w)))
         top, left = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
-        crop = cv2.resize(image[top:top + side, left:left + side], (256, 192))
+        crop = cv2.resize(image[top : top + side, left : left + side], (256, 192))
         cv2.imwrite(str(folder / f"photo{i:04}.jpg"), cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY))
     for i in range(corrupt):
         data = (folder / f"photo{i:04}.jpg").read_bytes()
@@ -55,12 +55,13 @@ def make_photos(folder: Path, count: int, corrupt: int) -> list[Path]:
 
 def drop(sources: list[Path], watched: Path) -> None:
     """Deliver the photos three ways at once: copy, slow write (in chunks), rename-into."""
+
     def slow(paths: list[Path]) -> None:
         for path in paths:
             data = path.read_bytes()
             with (watched / path.name).open("wb") as stream:
                 for start in range(0, len(data), 4096):
-                    stream.write(data[start:start + 4096])
+                    stream.write(data[start : start + 4096])
                     stream.flush()
                     time.sleep(0.002)
 
@@ -74,8 +75,10 @@ def drop(sources: list[Path], watched: Path) -> None:
         for path in paths:
             shutil.copyfile(path, watched / path.name)
 
-    workers = [threading.Thread(target=f, args=(sources[i::3],))
-               for i, f in enumerate((copied, slow, renamed))]
+    workers = [
+        threading.Thread(target=f, args=(sources[i::3],))
+        for i, f in enumerate((copied, slow, renamed))
+    ]
     for worker in workers:
         worker.start()
     for worker in workers:
@@ -94,12 +97,14 @@ def rss_mb(pid: int) -> float:
 
 
 def start(watched: Path, out: Path, log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([COLOI, "watch", str(watched), "-o", str(out), "-b", "tflite"],
-                            stderr=log.open("ab"))
+    return subprocess.Popen(
+        [COLOI, "watch", str(watched), "-o", str(out), "-b", "tflite"], stderr=log.open("ab")
+    )
 
 
-def burst(staged: list[Path], folder: Path, expected: int,
-          kill_after: int | None = None) -> dict[str, Any]:
+def burst(
+    staged: list[Path], folder: Path, expected: int, kill_after: int | None = None
+) -> dict[str, Any]:
     watched, out, log = folder / "watched", folder / "out", folder / "daemon.log"
     watched.mkdir()
     daemon = start(watched, out, log)
@@ -131,24 +136,36 @@ def burst(staged: list[Path], folder: Path, expected: int,
     done_lines = [line for line in text.splitlines() if line.startswith("coloi: done ")]
     done_names = [line.split()[2] for line in done_lines]
     result = {
-        "photos": expected, "outputs": len(outputs(out)),
-        "seconds": round(seconds, 2), "photos_per_second": round(expected / seconds, 2),
+        "photos": expected,
+        "outputs": len(outputs(out)),
+        "seconds": round(seconds, 2),
+        "photos_per_second": round(expected / seconds, 2),
         "duplicated": len(done_names) - len(set(done_names)),
         "partial_files_left": len(list(out.glob(".*coloi-partial"))),
         "unreadable_outputs": sum(cv2.imread(str(p)) is None for p in out.glob("*.jpg")),
-        "corrupt_logged": sorted({line.split()[2].rstrip(":") for line in text.splitlines()
-                                  if line.startswith("coloi: failed ")}),
-        "daemon_running_at_end": alive, "exit_code_on_sigterm": daemon.returncode,
+        "corrupt_logged": sorted(
+            {
+                line.split()[2].rstrip(":")
+                for line in text.splitlines()
+                if line.startswith("coloi: failed ")
+            }
+        ),
+        "daemon_running_at_end": alive,
+        "exit_code_on_sigterm": daemon.returncode,
     }
     rss_after_100 = next((r for d, r in samples if d >= 100), None)
     result["rss_mb_after_100"] = round(rss_after_100 or 0, 1)
     result["rss_mb_max_after_100"] = round(max((r for d, r in samples if d >= 100), default=0), 1)
-    result["rss_growth_mb_after_100"] = round(result["rss_mb_max_after_100"]
-                                              - result["rss_mb_after_100"], 1)
+    result["rss_growth_mb_after_100"] = round(
+        result["rss_mb_max_after_100"] - result["rss_mb_after_100"], 1
+    )
     if killed_at is not None:
         redone = [n for n in before_restart if (out / n).stat().st_mtime_ns != before_restart[n]]
-        result.update(killed_after=killed_at, done_before_kill=len(before_restart),
-                      done_again_after_restart=len(redone))
+        result.update(
+            killed_after=killed_at,
+            done_before_kill=len(before_restart),
+            done_again_after_restart=len(redone),
+        )
     return result
 
 
@@ -165,29 +182,42 @@ def main() -> None:
         (folder / "a").mkdir()
         results["burst"] = burst(staged, folder / "a", args.photos)
         (folder / "b").mkdir()
-        results["burst_with_kill"] = burst(staged, folder / "b", args.photos,
-                                           kill_after=args.photos // 3)
+        results["burst_with_kill"] = burst(
+            staged, folder / "b", args.photos, kill_after=args.photos // 3
+        )
         photos_only = folder / "run-input"
         photos_only.mkdir()
         for path in staged:
             if path.name.startswith("photo"):
                 shutil.copyfile(path, photos_only / path.name)
         started = time.perf_counter()
-        subprocess.run([COLOI, "-q", "run", "-b", "tflite", str(photos_only), "-o",
-                        str(folder / "run-out")], check=True)
+        subprocess.run(
+            [COLOI, "-q", "run", "-b", "tflite", str(photos_only), "-o", str(folder / "run-out")],
+            check=True,
+        )
         run_seconds = time.perf_counter() - started
-    results["coloi_run"] = {"photos": args.photos, "seconds": round(run_seconds, 2),
-                            "photos_per_second": round(args.photos / run_seconds, 2)}
+    results["coloi_run"] = {
+        "photos": args.photos,
+        "seconds": round(run_seconds, 2),
+        "photos_per_second": round(args.photos / run_seconds, 2),
+    }
     results["daemon_vs_run_throughput"] = round(
-        results["burst"]["photos_per_second"] / results["coloi_run"]["photos_per_second"], 3)
+        results["burst"]["photos_per_second"] / results["coloi_run"]["photos_per_second"], 3
+    )
     args.out.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
     m = results["machine"]
-    lines = ["# coloi watch benchmark", "",
-             f"Machine: {m['cpu']}, {m['cores']} cores; run {m['date']}.",
-             "Command: `python bench/watch_bench.py` (a burst of photos dropped by copy, slow "
-             "write and rename-into, with corrupt files; then the same with kill -9 midway).",
-             "", "```json", json.dumps({k: v for k, v in results.items() if k != "machine"},
-                                       indent=2), "```", ""]
+    lines = [
+        "# coloi watch benchmark",
+        "",
+        f"Machine: {m['cpu']}, {m['cores']} cores; run {m['date']}.",
+        "Command: `python bench/watch_bench.py` (a burst of photos dropped by copy, slow "
+        "write and rename-into, with corrupt files; then the same with kill -9 midway).",
+        "",
+        "```json",
+        json.dumps({k: v for k, v in results.items() if k != "machine"}, indent=2),
+        "```",
+        "",
+    ]
     args.out.with_suffix(".md").write_text("\n".join(lines))
     print("\n".join(lines))
 

@@ -40,18 +40,35 @@ if TYPE_CHECKING:
 
 # Public name -> the module that defines it.
 _LAZY = {
-    "Colouriser": "coloi.api", "colourise": "coloi.api", "write_photo": "coloi.api",
-    "read_photo": "coloi.api", "encode_photo": "coloi.api", "Photo": "coloi.imageio",
+    "Colouriser": "coloi.api",
+    "colourise": "coloi.api",
+    "write_photo": "coloi.api",
+    "read_photo": "coloi.api",
+    "encode_photo": "coloi.api",
+    "Photo": "coloi.imageio",
     "Limits": "coloi.imageio",
-    "ColoiError": "coloi.errors", "PhotoError": "coloi.errors",
-    "UnreadablePhoto": "coloi.errors", "OutputExists": "coloi.errors",
+    "ColoiError": "coloi.errors",
+    "PhotoError": "coloi.errors",
+    "UnreadablePhoto": "coloi.errors",
+    "OutputExists": "coloi.errors",
     "UnwritableOutput": "coloi.errors",
 }
 
 __all__ = [
-    "ColoiError", "Colouriser", "Limits", "OutputExists", "Photo", "PhotoError",
-    "UnreadablePhoto", "UnwritableOutput", "__version__", "colourise", "encode_photo", "hookimpl",
-    "read_photo", "write_photo",
+    "ColoiError",
+    "Colouriser",
+    "Limits",
+    "OutputExists",
+    "Photo",
+    "PhotoError",
+    "UnreadablePhoto",
+    "UnwritableOutput",
+    "__version__",
+    "colourise",
+    "encode_photo",
+    "hookimpl",
+    "read_photo",
+    "write_photo",
 ]
 
 

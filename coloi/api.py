@@ -43,13 +43,26 @@ from coloi.steps import PostprocessStep, PreprocessStep, parse_step_spec
 if TYPE_CHECKING:
     from coloi.plugin_host import Registry
 
-__all__ = ["Colouriser", "Limits", "Photo", "colourise", "encode_photo", "read_photo",
-           "write_photo"]
+__all__ = [
+    "Colouriser",
+    "Limits",
+    "Photo",
+    "colourise",
+    "encode_photo",
+    "read_photo",
+    "write_photo",
+]
 
 PathLike = str | os.PathLike[str]
 # The output format for a decoded input format: its own, except GIF (coloi does not write it).
-_OUTPUT_FORMAT = {"gif": "png", "jpeg": "jpeg", "png": "png", "tiff": "tiff", "webp": "webp",
-                  "bmp": "bmp"}
+_OUTPUT_FORMAT = {
+    "gif": "png",
+    "jpeg": "jpeg",
+    "png": "png",
+    "tiff": "tiff",
+    "webp": "webp",
+    "bmp": "bmp",
+}
 
 
 class Colouriser:
@@ -69,12 +82,19 @@ class Colouriser:
     serialised, while decoding, steps and encoding run in parallel.
     """
 
-    def __init__(self, backend: str | Backend = "auto", *,
-                 pre: Sequence[str | PreprocessStep] = (),
-                 post: Sequence[str | PostprocessStep] = (),
-                 model_dir: PathLike | None = None, model: str | None = None,
-                 threads: int | None = None, limits: Limits | None = None, quality: int = 95,
-                 plugins: PluginSettings | Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        backend: str | Backend = "auto",
+        *,
+        pre: Sequence[str | PreprocessStep] = (),
+        post: Sequence[str | PostprocessStep] = (),
+        model_dir: PathLike | None = None,
+        model: str | None = None,
+        threads: int | None = None,
+        limits: Limits | None = None,
+        quality: int = 95,
+        plugins: PluginSettings | Iterable[str] = (),
+    ) -> None:
         self.limits = limits or Limits()
         self.quality = quality
         self._plugins = plugins
@@ -82,8 +102,9 @@ class Colouriser:
         preprocess, postprocess = self._steps(pre, post)
         if isinstance(backend, str):
             name, options = parse_spec(backend, "backend", BackendOptionError)
-            settings = BackendSettings(Path(model_dir) if model_dir is not None else None,
-                                       model, threads, options)
+            settings = BackendSettings(
+                Path(model_dir) if model_dir is not None else None, model, threads, options
+            )
             backend = self._plugin_registry().backend(name)(settings)  # type: ignore[call-arg]
         self._pipeline: Pipeline | None = Pipeline(backend, preprocess, postprocess)
 
@@ -94,20 +115,32 @@ class Colouriser:
             self._registry = get_registry(self._plugins)
         return self._registry
 
-    def _steps(self, pre: Sequence[str | PreprocessStep], post: Sequence[str | PostprocessStep],
-               ) -> tuple[list[PreprocessStep], list[PostprocessStep]]:
+    def _steps(
+        self,
+        pre: Sequence[str | PreprocessStep],
+        post: Sequence[str | PostprocessStep],
+    ) -> tuple[list[PreprocessStep], list[PostprocessStep]]:
         if isinstance(pre, str) or isinstance(post, str):
             raise TypeError("pre and post are sequences of steps: write pre=['autolevels']")
 
         def built(kind: str, step: Any) -> Any:
-            return self._plugin_registry().step(kind, *parse_step_spec(step)) if (
-                isinstance(step, str)) else step
+            return (
+                self._plugin_registry().step(kind, *parse_step_spec(step))
+                if (isinstance(step, str))
+                else step
+            )
 
-        return ([built("preprocess", step) for step in pre],
-                [built("postprocess", step) for step in post])
+        return (
+            [built("preprocess", step) for step in pre],
+            [built("postprocess", step) for step in post],
+        )
 
-    def with_steps(self, *, pre: Sequence[str | PreprocessStep] | None = None,
-                   post: Sequence[str | PostprocessStep] | None = None) -> Colouriser:
+    def with_steps(
+        self,
+        *,
+        pre: Sequence[str | PreprocessStep] | None = None,
+        post: Sequence[str | PostprocessStep] | None = None,
+    ) -> Colouriser:
         """A Colouriser on this one's loaded backend (nothing is loaded again) with other
         steps: ``pre`` or ``post`` replace this one's when given. Its calls into the backend
         are serialised with this one's, so both may be used from several threads at once.
@@ -115,11 +148,13 @@ class Colouriser:
         pipeline = self.pipeline
         preprocess, postprocess = self._steps(
             pipeline.preprocess if pre is None else pre,
-            pipeline.postprocess if post is None else post)
+            pipeline.postprocess if post is None else post,
+        )
         other = copy.copy(self)
         # dataclasses.replace keeps the backend lock: one lock for every user of the backend.
-        other._pipeline = dataclasses.replace(pipeline, preprocess=preprocess,
-                                              postprocess=postprocess)
+        other._pipeline = dataclasses.replace(
+            pipeline, preprocess=preprocess, postprocess=postprocess
+        )
         return other
 
     @property
@@ -138,8 +173,12 @@ class Colouriser:
     def __enter__(self) -> Colouriser:
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 trace: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
         self.close()
 
     def close(self) -> None:
@@ -156,8 +195,10 @@ class Colouriser:
     @overload
     def colourise(self, image: bytes | PathLike) -> bytes: ...
 
-    def colourise(self, image: np.ndarray | Image.Image | Photo | bytes | PathLike,
-                  ) -> np.ndarray | Image.Image | Photo | bytes:
+    def colourise(
+        self,
+        image: np.ndarray | Image.Image | Photo | bytes | PathLike,
+    ) -> np.ndarray | Image.Image | Photo | bytes:
         """Colourise one photo and give it back in the kind it came in:
 
         - a NumPy array, uint8 or uint16, (H, W) grey or (H, W, 3) RGB or (H, W, 4) RGBA, in
@@ -186,11 +227,14 @@ class Colouriser:
         elif isinstance(image, str | os.PathLike):
             photo = _read_file_photo(Path(image), self.limits)
         else:
-            raise TypeError(f"cannot colourise a {type(image).__name__}: give a path, bytes, "
-                            f"a PIL image or a NumPy array")
+            raise TypeError(
+                f"cannot colourise a {type(image).__name__}: give a path, bytes, "
+                f"a PIL image or a NumPy array"
+            )
         out = _colourise_photo(pipeline, photo)
-        return _encode_pixels(out.pixels, _OUTPUT_FORMAT[photo.format], out.exif,
-                              out.icc_profile, self.quality)
+        return _encode_pixels(
+            out.pixels, _OUTPUT_FORMAT[photo.format], out.exif, out.icc_profile, self.quality
+        )
 
 
 def _colourise_photo(pipeline: Pipeline, photo: Photo) -> Photo:
@@ -203,9 +247,12 @@ def _colourise_array(pipeline: Pipeline, array: np.ndarray) -> np.ndarray:
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[:, :, 0]
     if not (array.ndim == 2 or (array.ndim == 3 and array.shape[2] in (3, 4))) or (
-            min(array.shape[:2]) < 1):
-        raise TypeError(f"an image array must be (H, W) grey, (H, W, 3) RGB or (H, W, 4) "
-                        f"RGBA, not of shape {array.shape}")
+        min(array.shape[:2]) < 1
+    ):
+        raise TypeError(
+            f"an image array must be (H, W) grey, (H, W, 3) RGB or (H, W, 4) "
+            f"RGBA, not of shape {array.shape}"
+        )
     pixels = np.ascontiguousarray(array)
     if pixels.ndim == 3:  # the pipeline, like OpenCV, works in BGR
         code = cv2.COLOR_RGBA2BGRA if pixels.shape[2] == 4 else cv2.COLOR_RGB2BGR
@@ -231,32 +278,66 @@ def _colourise_pil(pipeline: Pipeline, image: Image.Image) -> Image.Image:
 
 
 @overload
-def colourise(image: np.ndarray, *, backend: str = ..., pre: Sequence[str] = ...,
-              post: Sequence[str] = ..., model_dir: PathLike | None = ...,
-              model: str | None = ..., threads: int | None = ...,
-              quality: int = ...) -> np.ndarray: ...
+def colourise(
+    image: np.ndarray,
+    *,
+    backend: str = ...,
+    pre: Sequence[str] = ...,
+    post: Sequence[str] = ...,
+    model_dir: PathLike | None = ...,
+    model: str | None = ...,
+    threads: int | None = ...,
+    quality: int = ...,
+) -> np.ndarray: ...
 @overload
-def colourise(image: Image.Image, *, backend: str = ..., pre: Sequence[str] = ...,
-              post: Sequence[str] = ..., model_dir: PathLike | None = ...,
-              model: str | None = ..., threads: int | None = ...,
-              quality: int = ...) -> Image.Image: ...
+def colourise(
+    image: Image.Image,
+    *,
+    backend: str = ...,
+    pre: Sequence[str] = ...,
+    post: Sequence[str] = ...,
+    model_dir: PathLike | None = ...,
+    model: str | None = ...,
+    threads: int | None = ...,
+    quality: int = ...,
+) -> Image.Image: ...
 @overload
-def colourise(image: Photo, *, backend: str = ..., pre: Sequence[str] = ...,
-              post: Sequence[str] = ..., model_dir: PathLike | None = ...,
-              model: str | None = ..., threads: int | None = ...,
-              quality: int = ...) -> Photo: ...
+def colourise(
+    image: Photo,
+    *,
+    backend: str = ...,
+    pre: Sequence[str] = ...,
+    post: Sequence[str] = ...,
+    model_dir: PathLike | None = ...,
+    model: str | None = ...,
+    threads: int | None = ...,
+    quality: int = ...,
+) -> Photo: ...
 @overload
-def colourise(image: bytes | PathLike, *, backend: str = ..., pre: Sequence[str] = ...,
-              post: Sequence[str] = ..., model_dir: PathLike | None = ...,
-              model: str | None = ..., threads: int | None = ...,
-              quality: int = ...) -> bytes: ...
+def colourise(
+    image: bytes | PathLike,
+    *,
+    backend: str = ...,
+    pre: Sequence[str] = ...,
+    post: Sequence[str] = ...,
+    model_dir: PathLike | None = ...,
+    model: str | None = ...,
+    threads: int | None = ...,
+    quality: int = ...,
+) -> bytes: ...
 
 
-def colourise(image: np.ndarray | Image.Image | Photo | bytes | PathLike, *,
-              backend: str = "auto", pre: Sequence[str] = (), post: Sequence[str] = (),
-              model_dir: PathLike | None = None, model: str | None = None,
-              threads: int | None = None, quality: int = 95,
-              ) -> np.ndarray | Image.Image | Photo | bytes:
+def colourise(
+    image: np.ndarray | Image.Image | Photo | bytes | PathLike,
+    *,
+    backend: str = "auto",
+    pre: Sequence[str] = (),
+    post: Sequence[str] = (),
+    model_dir: PathLike | None = None,
+    model: str | None = None,
+    threads: int | None = None,
+    quality: int = 95,
+) -> np.ndarray | Image.Image | Photo | bytes:
     """Colourise one photo and return it in the kind it was given (see
     :meth:`Colouriser.colourise`): an RGB array for a grey or RGB array (Pillow's channel
     order, not OpenCV's BGR), a PIL image for a PIL image, encoded bytes in the input's format
@@ -264,13 +345,21 @@ def colourise(image: np.ndarray | Image.Image | Photo | bytes | PathLike, *,
 
     Loads the backend on every call; for many photos, build one :class:`Colouriser`.
     """
-    with Colouriser(backend, pre=pre, post=post, model_dir=model_dir, model=model,
-                    threads=threads, quality=quality) as colouriser:
+    with Colouriser(
+        backend,
+        pre=pre,
+        post=post,
+        model_dir=model_dir,
+        model=model,
+        threads=threads,
+        quality=quality,
+    ) as colouriser:
         return colouriser.colourise(image)
 
 
-def read_photo(source: bytes | PathLike, *, limits: Limits | None = None,
-               name: str = "<bytes>") -> Photo:
+def read_photo(
+    source: bytes | PathLike, *, limits: Limits | None = None, name: str = "<bytes>"
+) -> Photo:
     """Decode a photo file (or its encoded bytes) as ``coloi run`` does: checked to be a
     complete, single picture within ``limits`` (default :class:`coloi.Limits`), EXIF
     orientation applied (the pixels are upright), its EXIF and ICC profile kept for
@@ -286,8 +375,9 @@ def read_photo(source: bytes | PathLike, *, limits: Limits | None = None,
     return _read_file_photo(Path(source), limits)
 
 
-def encode_photo(photo: Photo, format: str | None = None, *, quality: int = 95,
-                 name: str = "<photo>") -> bytes:
+def encode_photo(
+    photo: Photo, format: str | None = None, *, quality: int = 95, name: str = "<photo>"
+) -> bytes:
     """``photo`` encoded as :func:`write_photo` writes it, in memory: ``format`` (jpeg, png,
     tiff, webp or bmp) defaults to the photo's own (GIF gives PNG); 16-bit pixels stay 16-bit
     in PNG and TIFF; EXIF and an RGB ICC profile are carried over.
@@ -297,16 +387,23 @@ def encode_photo(photo: Photo, format: str | None = None, *, quality: int = 95,
     """
     chosen = format or _OUTPUT_FORMAT.get(photo.format, "png")
     if chosen not in FORMAT_SUFFIX:
-        raise ColoiError(f"{name}: unknown output format {chosen!r} "
-                         f"(choose from {', '.join(FORMAT_SUFFIX)})")
+        raise ColoiError(
+            f"{name}: unknown output format {chosen!r} (choose from {', '.join(FORMAT_SUFFIX)})"
+        )
     try:
         return _encode_pixels(photo.pixels, chosen, photo.exif, photo.icc_profile, quality)
     except (ValueError, OSError) as error:
         raise PhotoError(name, f"cannot encode it as {chosen.upper()} ({error})") from None
 
 
-def write_photo(photo: Photo, path: PathLike, *, format: str | None = None,
-                quality: int = 95, overwrite: bool = False) -> Path:
+def write_photo(
+    photo: Photo,
+    path: PathLike,
+    *,
+    format: str | None = None,
+    quality: int = 95,
+    overwrite: bool = False,
+) -> Path:
     """Write ``photo`` to ``path`` as ``coloi run`` writes its outputs: atomically (a
     temporary file, then a rename), never replacing a file unless ``overwrite``, with its EXIF
     and RGB ICC profile. ``format`` (jpeg, png, tiff, webp or bmp) defaults to the one the
@@ -317,8 +414,10 @@ def write_photo(photo: Photo, path: PathLike, *, format: str | None = None,
     target = Path(path)
     chosen: str | None = format or SUFFIX_FORMAT.get(target.suffix.lower())
     if chosen not in FORMAT_SUFFIX:
-        raise ColoiError(f"{target}: unknown output format {format or target.suffix!r} "
-                         f"(choose from {', '.join(FORMAT_SUFFIX)})")
+        raise ColoiError(
+            f"{target}: unknown output format {format or target.suffix!r} "
+            f"(choose from {', '.join(FORMAT_SUFFIX)})"
+        )
     assert chosen is not None
     data = encode_photo(photo, chosen, quality=quality, name=str(target))
     write_atomically(target, data, overwrite=overwrite)

@@ -66,8 +66,7 @@ class Backend(ABC):
     name: ClassVar[str]
     description: ClassVar[str] = ""
 
-    def __new__(cls, settings: BackendSettings | None = None, *args: Any,
-                **kwargs: Any) -> Backend:
+    def __new__(cls, settings: BackendSettings | None = None, *args: Any, **kwargs: Any) -> Backend:
         # Here rather than in __init__, which every backend writes for itself and which need
         # not call ours: this way each backend's options are checked and set all the same.
         backend = super().__new__(cls)
@@ -124,8 +123,9 @@ class FixedSizeModelBackend(Backend):
 
     def __init__(self, settings: BackendSettings) -> None:
         self.settings = settings
-        self.model: ModelEntry = find_model(self.model_format, settings.model_dir,
-                                            settings.model_name)
+        self.model: ModelEntry = find_model(
+            self.model_format, settings.model_dir, settings.model_name
+        )
         try:
             self.load(self.model, settings)
         except ColoiError:
@@ -134,8 +134,10 @@ class FixedSizeModelBackend(Backend):
             # A file whose sha256 is the manifest's can still be no model at all (the manifest
             # written for the wrong file); the framework's complaint becomes one line.
             reason = " ".join(str(error).split())[:300]
-            raise ModelError(f"{self.model.path}: cannot load the {self.model_format} model "
-                             f"({type(error).__name__}: {reason})") from None
+            raise ModelError(
+                f"{self.model.path}: cannot load the {self.model_format} model "
+                f"({type(error).__name__}: {reason})"
+            ) from None
 
     def input_size(self) -> tuple[int, int]:
         return (self.model.input_size, self.model.input_size)

@@ -44,8 +44,16 @@ log = logging.getLogger("coloi")
 COLOURISED_SUFFIX = "_colourised"
 # The output format for each input suffix when none is chosen: the input's own, except for
 # formats coloi reads but does not write (GIF), which become PNG.
-SUFFIX_FORMAT = {".jpg": "jpeg", ".jpeg": "jpeg", ".png": "png", ".tif": "tiff",
-                 ".tiff": "tiff", ".webp": "webp", ".bmp": "bmp", ".gif": "png"}
+SUFFIX_FORMAT = {
+    ".jpg": "jpeg",
+    ".jpeg": "jpeg",
+    ".png": "png",
+    ".tif": "tiff",
+    ".tiff": "tiff",
+    ".webp": "webp",
+    ".bmp": "bmp",
+    ".gif": "png",
+}
 
 
 @dataclass(frozen=True)
@@ -74,8 +82,9 @@ def output_path(source: Path, relative: Path, output_dir: Path | None, fmt: str 
     return (output_dir / relative).with_name(f"{name}{suffix}")
 
 
-def plan_jobs(inputs: Iterable[Path], output_dir: Path | None,
-              fmt: str | None) -> Iterator[Job | PhotoError]:
+def plan_jobs(
+    inputs: Iterable[Path], output_dir: Path | None, fmt: str | None
+) -> Iterator[Job | PhotoError]:
     """Jobs for files and (recursively) folders; a PhotoError for each input that is unusable.
 
     A folder's photos are those :func:`coloi.discovery.find_photos` finds (hidden and temporary
@@ -92,21 +101,27 @@ def plan_jobs(inputs: Iterable[Path], output_dir: Path | None,
             if first != item.source:
                 # Two sources, one output (c.jpg and c.png with --format png): the second
                 # would find the first's output there, and look done without being done.
-                yield UnwritableOutput(item.source, f"its output {item.target} is also the "
-                                                    f"output of {first}; rename one of them")
+                yield UnwritableOutput(
+                    item.source,
+                    f"its output {item.target} is also the output of {first}; rename one of them",
+                )
                 continue
         yield item
 
 
-def _plan(inputs: Iterable[Path], output_dir: Path | None,
-          fmt: str | None) -> Iterator[Job | PhotoError]:
+def _plan(
+    inputs: Iterable[Path], output_dir: Path | None, fmt: str | None
+) -> Iterator[Job | PhotoError]:
     for argument in inputs:
         if argument.is_dir():
             for path in iter_photos(argument):  # streamed: millions start at once
                 if not path.is_file():
                     if path.is_symlink() and not path.exists():
-                        yield MissingPhoto(path, "a link to nothing (its target is missing, "
-                                                 "or links lead round in a loop)")
+                        yield MissingPhoto(
+                            path,
+                            "a link to nothing (its target is missing, "
+                            "or links lead round in a loop)",
+                        )
                     elif not path.is_dir():  # a FIFO or a socket with a photo's name
                         yield UnreadablePhoto(path, "not a regular file")
                     continue
@@ -119,12 +134,14 @@ def _plan(inputs: Iterable[Path], output_dir: Path | None,
             yield MissingPhoto(argument, "no such file or folder")
 
 
-def _job(source: Path, relative: Path, output_dir: Path | None,
-         fmt: str | None) -> Job | PhotoError:
+def _job(
+    source: Path, relative: Path, output_dir: Path | None, fmt: str | None
+) -> Job | PhotoError:
     chosen = fmt or SUFFIX_FORMAT.get(source.suffix.lower())
     if chosen is None:
-        return UnreadablePhoto(source, f"unknown image type {source.suffix!r} "
-                                       f"(use --format to name the output format)")
+        return UnreadablePhoto(
+            source, f"unknown image type {source.suffix!r} (use --format to name the output format)"
+        )
     target = output_path(source, relative, output_dir, fmt)
     if _same_file(source, target) and target.resolve() == source.resolve():
         return UnwritableOutput(target, "output would replace its input")
@@ -140,8 +157,11 @@ def removing_partial_writes(items: Iterable[Job | PhotoError]) -> Iterator[Job |
         if isinstance(item, Job) and item.target.parent not in cleaned:
             cleaned.add(item.target.parent)
             if removed := remove_partial_writes_in(item.target.parent):
-                log.info("%s: removed %d temporary file(s) left by an interrupted run",
-                         item.target.parent, removed)
+                log.info(
+                    "%s: removed %d temporary file(s) left by an interrupted run",
+                    item.target.parent,
+                    removed,
+                )
         yield item
 
 
@@ -185,15 +205,17 @@ def render(job: Job, colouriser: Colouriser, limits: Limits, quality: int = 95) 
         # photo, by name, and must not end a batch or the daemon (which systemd would only
         # restart into the same photo).
         reason = " ".join(str(error).split())  # OpenCV's messages span several lines
-        raise PhotoError(job.source, f"colourisation failed ({type(error).__name__}: "
-                                     f"{reason})") from None
+        raise PhotoError(
+            job.source, f"colourisation failed ({type(error).__name__}: {reason})"
+        ) from None
     try:
         return encode_photo(photo.pixels, job.format, photo.exif, photo.icc_profile, quality)
     except MemoryError:
         raise PhotoError(job.source, "not enough memory to encode it") from None
     except (ValueError, OSError) as error:
-        raise PhotoError(job.source, f"cannot encode it as {job.format.upper()} "
-                                     f"({error})") from None
+        raise PhotoError(
+            job.source, f"cannot encode it as {job.format.upper()} ({error})"
+        ) from None
 
 
 def write_output(job: Job, data: bytes, overwrite: bool = False) -> None:
@@ -201,8 +223,9 @@ def write_output(job: Job, data: bytes, overwrite: bool = False) -> None:
     try:
         _make_folders(job.target.parent)
     except OSError as error:
-        raise UnwritableOutput(job.target.parent,
-                               f"cannot create folder ({error.strerror or error})") from None
+        raise UnwritableOutput(
+            job.target.parent, f"cannot create folder ({error.strerror or error})"
+        ) from None
     write_atomically(job.target, data, overwrite=overwrite)
 
 
@@ -221,8 +244,9 @@ def _make_folders(folder: Path) -> None:
                 raise
 
 
-def colourise_file(job: Job, colouriser: Colouriser, limits: Limits,
-                   overwrite: bool = False, quality: int = 95) -> None:
+def colourise_file(
+    job: Job, colouriser: Colouriser, limits: Limits, overwrite: bool = False, quality: int = 95
+) -> None:
     """Read, colourise and write one photo; raises only PhotoError, and leaves no partial
     output behind."""
     if not overwrite and output_exists(job.target):
@@ -248,13 +272,22 @@ def existing_output(job: Job, overwrite: bool, skip_existing: bool) -> Outcome |
         return None
     if skip_existing:
         return Outcome(job.source, job.target, None, 0.0, skipped=True)
-    return Outcome(job.source, job.target,
-                   OutputExists(job.target, "output already exists (use --overwrite to "
-                                            "replace it)"), 0.0)
+    return Outcome(
+        job.source,
+        job.target,
+        OutputExists(job.target, "output already exists (use --overwrite to replace it)"),
+        0.0,
+    )
 
 
-def run_one(item: Job | PhotoError, colouriser: Colouriser, limits: Limits, overwrite: bool,
-            skip_existing: bool, quality: int) -> Outcome:
+def run_one(
+    item: Job | PhotoError,
+    colouriser: Colouriser,
+    limits: Limits,
+    overwrite: bool,
+    skip_existing: bool,
+    quality: int,
+) -> Outcome:
     """Do one job as ``coloi run`` does, whichever engine runs it; never raises PhotoError
     (a failure is the outcome's ``error``)."""
     started = time.perf_counter()
@@ -269,10 +302,17 @@ def run_one(item: Job | PhotoError, colouriser: Colouriser, limits: Limits, over
         return Outcome(item.source, item.target, error, time.perf_counter() - started)
 
 
-def run_jobs(items: Iterable[Job | PhotoError], colouriser: Colouriser, limits: Limits,
-             overwrite: bool = False, skip_existing: bool = False, quality: int = 95,
-             report: Callable[[Outcome], None] = lambda outcome: None,
-             workers: int = 2, stop: threading.Event | None = None) -> None:
+def run_jobs(
+    items: Iterable[Job | PhotoError],
+    colouriser: Colouriser,
+    limits: Limits,
+    overwrite: bool = False,
+    skip_existing: bool = False,
+    quality: int = 95,
+    report: Callable[[Outcome], None] = lambda outcome: None,
+    workers: int = 2,
+    stop: threading.Event | None = None,
+) -> None:
     """Run every job on this machine, carrying on past failures; each outcome is given to
     ``report`` in input order, and none is kept (an archive of millions runs in flat memory).
 
@@ -294,8 +334,9 @@ def run_jobs(items: Iterable[Job | PhotoError], colouriser: Colouriser, limits: 
         for item in items:
             if stop is not None and stop.is_set():
                 break
-            pending.append(pool.submit(run_one, item, colouriser, limits, overwrite,
-                                       skip_existing, quality))
+            pending.append(
+                pool.submit(run_one, item, colouriser, limits, overwrite, skip_existing, quality)
+            )
             if len(pending) > workers:
                 finish_first()
         while pending:

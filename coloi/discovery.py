@@ -18,8 +18,16 @@ from pathlib import Path, PurePath
 from coloi.errors import ColoiError
 from coloi.imageio import READABLE_SUFFIXES
 
-TEMPORARY_SUFFIXES = (".part", ".partial", ".tmp", ".temp", ".crdownload", ".download", "~",
-                      ".coloi-partial")
+TEMPORARY_SUFFIXES = (
+    ".part",
+    ".partial",
+    ".tmp",
+    ".temp",
+    ".crdownload",
+    ".download",
+    "~",
+    ".coloi-partial",
+)
 
 
 def is_hidden_or_temporary(name: str) -> bool:
@@ -29,15 +37,15 @@ def is_hidden_or_temporary(name: str) -> bool:
 
 def is_photo_name(name: str) -> bool:
     """Whether a file name is a photo's: a readable suffix, and not hidden or temporary."""
-    return PurePath(name).suffix.lower() in READABLE_SUFFIXES and not is_hidden_or_temporary(
-        name)
+    return PurePath(name).suffix.lower() in READABLE_SUFFIXES and not is_hidden_or_temporary(name)
 
 
 def is_photo_path(path: PurePath, root: PurePath) -> bool:
     """Whether ``path``, under ``root``, is a photo by its name and its folders' names."""
     relative = path.relative_to(root)
     return is_photo_name(relative.name) and not any(
-        is_hidden_or_temporary(part) for part in relative.parent.parts)
+        is_hidden_or_temporary(part) for part in relative.parent.parts
+    )
 
 
 def iter_photos(folder: Path) -> Iterator[Path]:
@@ -134,5 +142,7 @@ def refuse_overlap(folder: Path, output_dir: Path) -> None:
     input."""
     source, target = folder.resolve(), output_dir.resolve()
     if source == target or source in target.parents or target in source.parents:
-        raise ColoiError(f"{output_dir}: the output folder overlaps the photo folder {folder}; "
-                         f"choose an output folder outside it (and not above it)")
+        raise ColoiError(
+            f"{output_dir}: the output folder overlaps the photo folder {folder}; "
+            f"choose an output folder outside it (and not above it)"
+        )

@@ -64,20 +64,75 @@ IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", "
 # GIF is read but never written (256 colours cannot hold a colourised photo): its output is PNG.
 READABLE_SUFFIXES = IMAGE_SUFFIXES | {".gif"}
 FORMAT_SUFFIX = {"jpeg": ".jpg", "png": ".png", "tiff": ".tif", "webp": ".webp", "bmp": ".bmp"}
-_PIL_FORMAT = {"JPEG": "jpeg", "MPO": "jpeg", "PNG": "png", "TIFF": "tiff", "WEBP": "webp",
-               "BMP": "bmp", "GIF": "gif"}
+_PIL_FORMAT = {
+    "JPEG": "jpeg",
+    "MPO": "jpeg",
+    "PNG": "png",
+    "TIFF": "tiff",
+    "WEBP": "webp",
+    "BMP": "bmp",
+    "GIF": "gif",
+}
 _SIXTEEN_BIT_FORMATS = frozenset({"png", "tiff"})
 ORIENTATION_TAG = 0x0112
 # TIFF tags that describe a file's own pixel layout. A TIFF's "EXIF" as Pillow reads it is its
 # whole first IFD, so these must not be carried into another file.
-_LAYOUT_TAGS = frozenset({254, 255, 256, 257, 258, 259, 262, 263, 266, 273, 277, 278, 279, 280,
-                          281, 284, 290, 291, 317, 318, 319, 320, 321, 322, 323, 324, 325, 338,
-                          339, 340, 341, 530, 531, 532, 34675})
+_LAYOUT_TAGS = frozenset(
+    {
+        254,
+        255,
+        256,
+        257,
+        258,
+        259,
+        262,
+        263,
+        266,
+        273,
+        277,
+        278,
+        279,
+        280,
+        281,
+        284,
+        290,
+        291,
+        317,
+        318,
+        319,
+        320,
+        321,
+        322,
+        323,
+        324,
+        325,
+        338,
+        339,
+        340,
+        341,
+        530,
+        531,
+        532,
+        34675,
+    }
+)
 # What decoders raise on damaged bytes (Pillow's plugins parse headers with struct and index
 # into what they read; OpenCV raises cv2.error). Each means "this file cannot be read".
-_DECODER_ERRORS = (OSError, ValueError, SyntaxError, EOFError, struct.error, IndexError,
-                   KeyError, TypeError, ZeroDivisionError, OverflowError, RecursionError,
-                   Image.DecompressionBombError, cv2.error)
+_DECODER_ERRORS = (
+    OSError,
+    ValueError,
+    SyntaxError,
+    EOFError,
+    struct.error,
+    IndexError,
+    KeyError,
+    TypeError,
+    ZeroDivisionError,
+    OverflowError,
+    RecursionError,
+    Image.DecompressionBombError,
+    cv2.error,
+)
 
 
 @dataclass(frozen=True)
@@ -121,8 +176,14 @@ class Photo:
 
 def _format_by_signature(data: bytes) -> str | None:
     """The format a file's first bytes claim, to tell 'broken image' from 'not an image'."""
-    signatures = {b"\xff\xd8\xff": "jpeg", b"\x89PNG\r\n\x1a\n": "png", b"II*\x00": "tiff",
-                  b"MM\x00*": "tiff", b"BM": "bmp", b"GIF8": "gif"}
+    signatures = {
+        b"\xff\xd8\xff": "jpeg",
+        b"\x89PNG\r\n\x1a\n": "png",
+        b"II*\x00": "tiff",
+        b"MM\x00*": "tiff",
+        b"BM": "bmp",
+        b"GIF8": "gif",
+    }
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return "webp"
     return next((fmt for sig, fmt in signatures.items() if data.startswith(sig)), None)
@@ -134,8 +195,8 @@ def _png_complete(data: bytes) -> bool:
     file of a few bytes), so no PNG reaches it unchecked."""
     position = 8
     while position + 12 <= len(data):
-        length = int.from_bytes(data[position:position + 4], "big")
-        kind = data[position + 4:position + 8]
+        length = int.from_bytes(data[position : position + 4], "big")
+        kind = data[position + 4 : position + 8]
         position += 12 + length
         if kind == b"IEND":
             return position <= len(data)
@@ -181,12 +242,24 @@ def _check_tiff_structure(path: Path, data: bytes) -> None:
     order = "<" if data[:2] == b"II" else ">"
     big = struct.unpack(order + "H", data[2:4])[0] == 43  # BigTIFF: 8-byte counts, offsets
     if big:
-        entry = np.dtype([("tag", order + "u2"), ("type", order + "u2"),
-                          ("count", order + "u8"), ("value", order + "u8")])
+        entry = np.dtype(
+            [
+                ("tag", order + "u2"),
+                ("type", order + "u2"),
+                ("count", order + "u8"),
+                ("value", order + "u8"),
+            ]
+        )
         offset, count_format, next_format = struct.unpack(order + "Q", data[8:16])[0], "Q", "Q"
     else:
-        entry = np.dtype([("tag", order + "u2"), ("type", order + "u2"),
-                          ("count", order + "u4"), ("value", order + "u4")])
+        entry = np.dtype(
+            [
+                ("tag", order + "u2"),
+                ("type", order + "u2"),
+                ("count", order + "u4"),
+                ("value", order + "u4"),
+            ]
+        )
         offset, count_format, next_format = struct.unpack(order + "I", data[4:8])[0], "H", "I"
     count_size, next_size = struct.calcsize(count_format), struct.calcsize(next_format)
     seen: set[int] = set()
@@ -194,12 +267,13 @@ def _check_tiff_structure(path: Path, data: bytes) -> None:
         if offset in seen:
             raise UnreadablePhoto(path, "corrupt TIFF file: its chain of pages loops")
         if len(seen) == MAX_TIFF_IFDS:
-            raise UnreadablePhoto(path, f"TIFF file of over {MAX_TIFF_IFDS} pages: coloi "
-                                        f"reads single pictures only")
+            raise UnreadablePhoto(
+                path, f"TIFF file of over {MAX_TIFF_IFDS} pages: coloi reads single pictures only"
+            )
         seen.add(offset)
         if offset + count_size > len(data):
             return
-        entries = struct.unpack(order + count_format, data[offset:offset + count_size])[0]
+        entries = struct.unpack(order + count_format, data[offset : offset + count_size])[0]
         start = offset + count_size
         end = start + entries * entry.itemsize
         if end + next_size > len(data):
@@ -207,9 +281,12 @@ def _check_tiff_structure(path: Path, data: bytes) -> None:
         table = np.frombuffer(data, entry, count=entries, offset=start)
         strips = table["count"][np.isin(table["tag"], _STRIP_OFFSET_TAGS)]
         if strips.size and int(strips.max()) > MAX_TIFF_STRIPS:
-            raise PhotoTooLarge(path, f"TIFF picture cut into {int(strips.max()):,} strips or "
-                                      f"tiles, over the limit of {MAX_TIFF_STRIPS:,}")
-        offset = struct.unpack(order + next_format, data[end:end + next_size])[0]
+            raise PhotoTooLarge(
+                path,
+                f"TIFF picture cut into {int(strips.max()):,} strips or "
+                f"tiles, over the limit of {MAX_TIFF_STRIPS:,}",
+            )
+        offset = struct.unpack(order + next_format, data[end : end + next_size])[0]
 
 
 def _frame_count(header: Image.Image, fmt: str) -> int:
@@ -277,14 +354,17 @@ def _opencv_decode(path: Path, data: bytes, fmt: str) -> np.ndarray | None:
             os.close(saved)
         capture.seek(0)
         lines = capture.read().decode("utf-8", "replace").splitlines()
-    damage = [line for line in lines
-              if line.startswith(_JPEG_DAMAGE) and _JPEG_HARMLESS not in line]
+    damage = [
+        line for line in lines if line.startswith(_JPEG_DAMAGE) and _JPEG_HARMLESS not in line
+    ]
     others = [line for line in lines if not line.startswith(_JPEG_DAMAGE)]
     if others:  # not libjpeg's about this photo (another thread's): passed on as it was
         os.write(2, ("\n".join(others) + "\n").encode())
     if damage:
-        raise UnreadablePhoto(path, f"corrupt JPEG data, part of the picture is missing "
-                                    f"(libjpeg: {damage[0].strip()})")
+        raise UnreadablePhoto(
+            path,
+            f"corrupt JPEG data, part of the picture is missing (libjpeg: {damage[0].strip()})",
+        )
     return decoded
 
 
@@ -364,8 +444,9 @@ def _read_file(path: Path, limits: Limits) -> bytes:
     what is read even if the path changes meanwhile."""
     try:
         # O_NONBLOCK: a FIFO named like a photo must not block us until someone writes to it.
-        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)
-                             | getattr(os, "O_CLOEXEC", 0))
+        descriptor = os.open(
+            path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+        )
     except FileNotFoundError:
         raise MissingPhoto(path, "no such file") from None
     except PermissionError:
@@ -380,8 +461,11 @@ def _read_file(path: Path, limits: Limits) -> bytes:
             if not stat.S_ISREG(info.st_mode):
                 raise UnreadablePhoto(path, "not a regular file")
             if info.st_size > limits.max_bytes:
-                raise PhotoTooLarge(path, f"file of {info.st_size:,} bytes is over the limit "
-                                          f"of {limits.max_bytes:,} bytes")
+                raise PhotoTooLarge(
+                    path,
+                    f"file of {info.st_size:,} bytes is over the limit "
+                    f"of {limits.max_bytes:,} bytes",
+                )
             # One byte over the limit tells a file that grew while we read it.
             data = stream.read(limits.max_bytes + 1)
     except OSError as error:
@@ -410,8 +494,9 @@ def decode_photo(data: bytes, path: Path | str = "<bytes>", limits: Limits = Lim
     if not data:
         raise UnreadablePhoto(path, "empty file")
     if len(data) > limits.max_bytes:
-        raise PhotoTooLarge(path, f"{len(data):,} bytes is over the limit of "
-                                  f"{limits.max_bytes:,} bytes")
+        raise PhotoTooLarge(
+            path, f"{len(data):,} bytes is over the limit of {limits.max_bytes:,} bytes"
+        )
     try:
         return _decode(path, data, limits)
     except MemoryError:
@@ -432,18 +517,24 @@ def _decode(path: Path, data: bytes, limits: Limits) -> Photo:
         raise NotAPhoto(path, f"unsupported format {header.format}")
     width, height = header.size
     if width < 1 or height < 1:
-        raise UnreadablePhoto(path, f"corrupt {fmt.upper()} file: it claims {width}x{height} "
-                                    f"pixels")
+        raise UnreadablePhoto(
+            path, f"corrupt {fmt.upper()} file: it claims {width}x{height} pixels"
+        )
     if width * height > limits.max_pixels:
-        raise PhotoTooLarge(path, f"{width}x{height} pixels is over the limit of "
-                                  f"{limits.max_pixels:,} pixels")
+        raise PhotoTooLarge(
+            path, f"{width}x{height} pixels is over the limit of {limits.max_pixels:,} pixels"
+        )
     _check_complete(path, data, fmt, header)
     frames = _frame_count(header, fmt)
     if frames > 1:
-        kind = f"multi-page TIFF ({frames} pages)" if fmt == "tiff" else \
-            f"animated {fmt.upper()} ({frames} frames)"
-        raise UnreadablePhoto(path, f"{kind}: coloi reads single pictures only; save the one "
-                                    f"to colourise on its own")
+        kind = (
+            f"multi-page TIFF ({frames} pages)"
+            if fmt == "tiff"
+            else f"animated {fmt.upper()} ({frames} frames)"
+        )
+        raise UnreadablePhoto(
+            path, f"{kind}: coloi reads single pictures only; save the one to colourise on its own"
+        )
     if header.mode == "LAB":
         raise UnreadablePhoto(path, "CIE L*a*b* TIFF is not supported; save it as RGB")
 
@@ -456,8 +547,11 @@ def _decode(path: Path, data: bytes, limits: Limits) -> Photo:
         raise UnreadablePhoto(path, f"corrupt {fmt.upper()} data")
     pixels = _normalise_channels(path, _normalise_depth(path, decoded), _has_alpha(header))
     if pixels.shape[:2] != (height, width):  # the header and the pixels disagree
-        raise UnreadablePhoto(path, f"corrupt {fmt.upper()} file: {width}x{height} pixels "
-                                    f"declared, {pixels.shape[1]}x{pixels.shape[0]} decoded")
+        raise UnreadablePhoto(
+            path,
+            f"corrupt {fmt.upper()} file: {width}x{height} pixels "
+            f"declared, {pixels.shape[1]}x{pixels.shape[0]} decoded",
+        )
     # After the pixels: _metadata edits the EXIF that Pillow consults as it loads them.
     orientation, exif, icc = _metadata(header)
     if fmt == "tiff":
@@ -466,8 +560,12 @@ def _decode(path: Path, data: bytes, limits: Limits) -> Photo:
 
 
 def _png_chunk(kind: bytes, body: bytes) -> bytes:
-    return (struct.pack(">I", len(body)) + kind + body
-            + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF))
+    return (
+        struct.pack(">I", len(body))
+        + kind
+        + body
+        + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+    )
 
 
 def _png_with_metadata(png: bytes, exif: bytes | None, icc: bytes | None) -> bytes:
@@ -505,7 +603,7 @@ def _jpeg_with_metadata(jpeg: bytes, exif: bytes | None, icc: bytes | None) -> b
         payload = exif if exif.startswith(b"Exif\x00\x00") else b"Exif\x00\x00" + exif
         extra += _jpeg_segment(0xE1, payload)
     if icc:
-        chunks = [icc[i:i + _ICC_CHUNK] for i in range(0, len(icc), _ICC_CHUNK)]
+        chunks = [icc[i : i + _ICC_CHUNK] for i in range(0, len(icc), _ICC_CHUNK)]
         for number, chunk in enumerate(chunks, start=1):
             extra += _jpeg_segment(0xE2, b"ICC_PROFILE\x00" + bytes([number, len(chunks)]) + chunk)
     position = 2
@@ -514,8 +612,13 @@ def _jpeg_with_metadata(jpeg: bytes, exif: bytes | None, icc: bytes | None) -> b
     return jpeg[:position] + extra + jpeg[position:]
 
 
-def encode_photo(pixels: np.ndarray, fmt: str, exif: bytes | None = None,
-                 icc_profile: bytes | None = None, quality: int = 95) -> bytes:
+def encode_photo(
+    pixels: np.ndarray,
+    fmt: str,
+    exif: bytes | None = None,
+    icc_profile: bytes | None = None,
+    quality: int = 95,
+) -> bytes:
     """Encode uint8/uint16 BGR or BGRA pixels. 16 bits are kept for PNG and TIFF only.
 
     Raises ValueError or OSError when the format cannot hold the photo (a WebP over 16383
@@ -524,8 +627,9 @@ def encode_photo(pixels: np.ndarray, fmt: str, exif: bytes | None = None,
     icc_profile = _rgb_profile(icc_profile)
     if pixels.dtype == np.uint16 and fmt in _SIXTEEN_BIT_FORMATS:
         # Uncompressed TIFF, as archives keep masters; deflating 72 MB takes seconds.
-        params = ([cv2.IMWRITE_PNG_COMPRESSION, 3] if fmt == "png"
-                  else [cv2.IMWRITE_TIFF_COMPRESSION, 1])
+        params = (
+            [cv2.IMWRITE_PNG_COMPRESSION, 3] if fmt == "png" else [cv2.IMWRITE_TIFF_COMPRESSION, 1]
+        )
         try:
             ok, buffer = cv2.imencode(FORMAT_SUFFIX[fmt], pixels, params)
         except cv2.error:
@@ -564,8 +668,9 @@ def encode_photo(pixels: np.ndarray, fmt: str, exif: bytes | None = None,
 PARTIAL_SUFFIX = ".coloi-partial"
 # A partial's name says which process on which machine writes it, so that a later run can
 # tell one left by a killed process (removed) from one a live run is writing (never touched).
-_PARTIAL = re.compile(r"^\..*\.(?P<host>[0-9a-f]{8})-(?P<pid>\d+)-[0-9a-f]{8}"
-                      + re.escape(PARTIAL_SUFFIX) + "$")
+_PARTIAL = re.compile(
+    r"^\..*\.(?P<host>[0-9a-f]{8})-(?P<pid>\d+)-[0-9a-f]{8}" + re.escape(PARTIAL_SUFFIX) + "$"
+)
 # Partials of coloi before they were named so, which no live run still writes after a day.
 _UNNAMED_PARTIAL_AGE = 24 * 3600.0
 _cleaned_folders: set[tuple[int, int]] = set()
@@ -610,16 +715,19 @@ def _remove_stale_partials(folder: int) -> None:
         _cleaned_folders.add((info.st_dev, info.st_ino))
     now = time.time()
     with os.scandir(folder) as entries:
-        names = [e.name for e in entries
-                 if e.name.startswith(".") and e.name.endswith(PARTIAL_SUFFIX)]
+        names = [
+            e.name for e in entries if e.name.startswith(".") and e.name.endswith(PARTIAL_SUFFIX)
+        ]
     for name in names:
         match = _PARTIAL.match(name)
         try:
             if match is not None:
                 stale = match["host"] == _host() and not _alive(int(match["pid"]))
             else:
-                stale = now - os.stat(name, dir_fd=folder,
-                                      follow_symlinks=False).st_mtime > _UNNAMED_PARTIAL_AGE
+                stale = (
+                    now - os.stat(name, dir_fd=folder, follow_symlinks=False).st_mtime
+                    > _UNNAMED_PARTIAL_AGE
+                )
             if stale:
                 os.unlink(name, dir_fd=folder)
         except OSError:
@@ -631,16 +739,16 @@ def remove_partial_writes(path: Path) -> None:
     when their process was killed (a Ray worker that died mid-photo). Only for a path that
     nothing is writing now: a live write's temporary file would be taken from under it."""
     with contextlib.suppress(OSError):
-        for partial in path.parent.glob(glob.escape(_partial_prefix(path)) + "*"
-                                        + PARTIAL_SUFFIX):
+        for partial in path.parent.glob(glob.escape(_partial_prefix(path)) + "*" + PARTIAL_SUFFIX):
             with contextlib.suppress(OSError):
                 partial.unlink()
 
 
 # The partial name write_atomically gives (_partial_name). Matched exactly, so that no other
 # program's file (nor the daemon's journal) is taken for one.
-_PARTIAL_NAME = re.compile(r"\..*\.[0-9a-f]{8}\.[0-9a-f]{8}-\d+-[0-9a-f]{8}"
-                           + re.escape(PARTIAL_SUFFIX), re.DOTALL)
+_PARTIAL_NAME = re.compile(
+    r"\..*\.[0-9a-f]{8}\.[0-9a-f]{8}-\d+-[0-9a-f]{8}" + re.escape(PARTIAL_SUFFIX), re.DOTALL
+)
 
 
 def remove_partial_writes_in(folder: Path) -> int:
@@ -669,8 +777,7 @@ def write_atomically(path: Path, data: bytes, overwrite: bool = False) -> None:
     partials a killed coloi left in the folder are removed first.
     """
     try:
-        folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY
-                         | getattr(os, "O_CLOEXEC", 0))
+        folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0))
     except OSError as error:
         raise UnwritableOutput(path, f"cannot write ({error.strerror or error})") from None
     temporary = None
@@ -682,8 +789,12 @@ def write_atomically(path: Path, data: bytes, overwrite: bool = False) -> None:
             name = _partial_name(path)
             try:
                 # Mode 0666 less the umask, as any output; O_EXCL: never someone else's file.
-                handle = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL
-                                 | getattr(os, "O_CLOEXEC", 0), 0o666, dir_fd=folder)
+                handle = os.open(
+                    name,
+                    os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0),
+                    0o666,
+                    dir_fd=folder,
+                )
             except FileExistsError:
                 continue
             temporary = name
@@ -697,8 +808,9 @@ def write_atomically(path: Path, data: bytes, overwrite: bool = False) -> None:
             try:  # fails if path appeared meanwhile
                 os.link(temporary, path.name, src_dir_fd=folder, dst_dir_fd=folder)
             except FileExistsError:
-                raise OutputExists(path, "output already exists "
-                                         "(use --overwrite to replace it)") from None
+                raise OutputExists(
+                    path, "output already exists (use --overwrite to replace it)"
+                ) from None
             except OSError:  # filesystems without hard links
                 if _exists_in(folder, path.name):
                     raise OutputExists(path, "output already exists") from None

@@ -56,7 +56,8 @@ class Signature:
 
     def matches(self, other: Signature) -> bool:
         return (self.size, self.mtime_ns) == (other.size, other.mtime_ns) and (
-            not self.ctime_ns or not other.ctime_ns or self.ctime_ns == other.ctime_ns)
+            not self.ctime_ns or not other.ctime_ns or self.ctime_ns == other.ctime_ns
+        )
 
 
 @dataclass(frozen=True)
@@ -83,20 +84,30 @@ def _parse(line: bytes) -> Entry | None:
         entry = Entry(**fields)
     except (ValueError, TypeError):  # UnicodeDecodeError and JSONDecodeError are ValueErrors
         return None
-    typed = (isinstance(entry.source, str) and isinstance(entry.reason, str)
-             and entry.result in RESULTS
-             and all(isinstance(n, int) and not isinstance(n, bool)
-                     for n in (entry.size, entry.mtime_ns, entry.ctime_ns, entry.attempts)))
+    typed = (
+        isinstance(entry.source, str)
+        and isinstance(entry.reason, str)
+        and entry.result in RESULTS
+        and all(
+            isinstance(n, int) and not isinstance(n, bool)
+            for n in (entry.size, entry.mtime_ns, entry.ctime_ns, entry.attempts)
+        )
+    )
     return entry if typed else None
 
 
 def _after_restart(entry: Entry) -> Entry:
     """A photo still "started" when the journal is read was being done when the daemon died."""
     if entry.result == "started" and entry.attempts >= DEATHS_BEFORE_FAILED:
-        return Entry(entry.source, entry.size, entry.mtime_ns, "failed",
-                     f"the daemon stopped {entry.attempts} times while colourising it (a crash, "
-                     f"or killed for memory or time); not tried again until it changes",
-                     entry.ctime_ns)
+        return Entry(
+            entry.source,
+            entry.size,
+            entry.mtime_ns,
+            "failed",
+            f"the daemon stopped {entry.attempts} times while colourising it (a crash, "
+            f"or killed for memory or time); not tried again until it changes",
+            entry.ctime_ns,
+        )
     return entry
 
 
@@ -115,8 +126,10 @@ class Journal:
             fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             self._lock.close()
-            raise ColoiError(f"{path.parent}: another coloi watch is already writing to this "
-                             f"output folder; stop it first, or choose another folder") from None
+            raise ColoiError(
+                f"{path.parent}: another coloi watch is already writing to this "
+                f"output folder; stop it first, or choose another folder"
+            ) from None
         if path.exists():
             for line in path.read_bytes().splitlines():
                 entry = _parse(line)
@@ -139,8 +152,13 @@ class Journal:
     def settled(self, source: str, signature: Signature) -> Entry | None:
         """The entry if this version of ``source`` was already done or already failed."""
         entry = self.entries.get(source)
-        return entry if entry is not None and entry.result in ("done", "failed") and \
-            entry.signature.matches(signature) else None
+        return (
+            entry
+            if entry is not None
+            and entry.result in ("done", "failed")
+            and entry.signature.matches(signature)
+            else None
+        )
 
     def record(self, source: str, signature: Signature, result: str, reason: str = "") -> None:
         """A photo's result ("done", "failed"), or "retry": a fault that was not its own.
@@ -152,8 +170,10 @@ class Journal:
         """
         now = time.monotonic()
         sync = now - self._synced >= SYNC_EVERY
-        self._write(Entry(source, signature.size, signature.mtime_ns, result, reason,
-                          signature.ctime_ns), sync=sync)
+        self._write(
+            Entry(source, signature.size, signature.mtime_ns, result, reason, signature.ctime_ns),
+            sync=sync,
+        )
         if sync:
             self._synced = now
 
@@ -164,11 +184,25 @@ class Journal:
         machine; a second fsync per photo would slow the daemon for nothing.
         """
         previous = self.entries.get(source)
-        attempts = 1 + (previous.attempts if previous is not None
-                        and previous.result == "started"
-                        and previous.signature.matches(signature) else 0)
-        self._write(Entry(source, signature.size, signature.mtime_ns, "started", "",
-                          signature.ctime_ns, attempts), sync=False)
+        attempts = 1 + (
+            previous.attempts
+            if previous is not None
+            and previous.result == "started"
+            and previous.signature.matches(signature)
+            else 0
+        )
+        self._write(
+            Entry(
+                source,
+                signature.size,
+                signature.mtime_ns,
+                "started",
+                "",
+                signature.ctime_ns,
+                attempts,
+            ),
+            sync=False,
+        )
 
     def _write(self, entry: Entry, sync: bool) -> None:
         self.entries[entry.source] = entry

@@ -54,9 +54,11 @@ def read_manifest(model_dir: Path) -> list[dict[str, Any]]:
         raise ModelError(f"{manifest}: 'models' must be a list")
     for number, entry in enumerate(entries, start=1):
         if not isinstance(entry, dict):
-            raise ModelError(f"{manifest}: model {number} must be an object with the fields "
-                             f"'name', 'format', 'file', 'sha256' and 'input_size', "
-                             f"not {entry!r:.60}")
+            raise ModelError(
+                f"{manifest}: model {number} must be an object with the fields "
+                f"'name', 'format', 'file', 'sha256' and 'input_size', "
+                f"not {entry!r:.60}"
+            )
         for key in ("name", "format"):
             _field(manifest, number, entry, key, str)
     return entries
@@ -68,11 +70,16 @@ def _field(manifest: Path, number: int, entry: dict[str, Any], key: str, kind: t
         raise ModelError(f"{manifest}: model {number} has no {key!r} field")
     value = entry[key]
     # bool is an int to Python, not to a manifest's reader.
-    if not isinstance(value, kind) or isinstance(value, bool) or not value or (
-            isinstance(value, int) and value < 1):
+    if (
+        not isinstance(value, kind)
+        or isinstance(value, bool)
+        or not value
+        or (isinstance(value, int) and value < 1)
+    ):
         wanted = "a positive whole number" if kind is int else "a non-empty string"
-        raise ModelError(f"{manifest}: model {number}: field {key!r} must be {wanted}, "
-                         f"not {value!r:.60}")
+        raise ModelError(
+            f"{manifest}: model {number}: field {key!r} must be {wanted}, not {value!r:.60}"
+        )
     return value
 
 
@@ -87,30 +94,34 @@ def file_sha256(path: Path) -> str:
     read, where reading it would never end."""
     try:
         # O_NONBLOCK: opening a FIFO must not wait for a writer.
-        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)
-                             | getattr(os, "O_CLOEXEC", 0))
+        descriptor = os.open(
+            path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+        )
     except OSError as error:
-        raise ModelError(f"{path}: cannot read model file ({error.strerror or error})") \
-            from None
+        raise ModelError(f"{path}: cannot read model file ({error.strerror or error})") from None
     with open(descriptor, "rb") as handle:
         info = os.fstat(descriptor)
         if not stat.S_ISREG(info.st_mode):
             raise ModelError(f"{path}: the model file is not a regular file")
         if info.st_size > MAX_MODEL_BYTES:
-            raise ModelError(f"{path}: model file of {info.st_size:,} bytes is over the limit "
-                             f"of {MAX_MODEL_BYTES:,} bytes")
+            raise ModelError(
+                f"{path}: model file of {info.st_size:,} bytes is over the limit "
+                f"of {MAX_MODEL_BYTES:,} bytes"
+            )
         digest = hashlib.sha256()
         try:
             for block in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(block)
         except OSError as error:
-            raise ModelError(f"{path}: cannot read model file ({error.strerror or error})") \
-                from None
+            raise ModelError(
+                f"{path}: cannot read model file ({error.strerror or error})"
+            ) from None
     return digest.hexdigest()
 
 
-def find_model(model_format: str, model_dir: Path | None = None,
-               name: str | None = None) -> ModelEntry:
+def find_model(
+    model_format: str, model_dir: Path | None = None, name: str | None = None
+) -> ModelEntry:
     """The first manifest entry of ``model_format`` (or the one called ``name``), verified.
 
     Raises :class:`ModelError` when there is none, when a field the entry needs is missing or
@@ -120,24 +131,38 @@ def find_model(model_format: str, model_dir: Path | None = None,
     folder = model_dir or default_model_dir()
     manifest = folder / MANIFEST
     entries = read_manifest(folder)
-    chosen = next(((number, entry) for number, entry in enumerate(entries, start=1)
-                   if entry["format"] == model_format and name in (None, entry["name"])), None)
+    chosen = next(
+        (
+            (number, entry)
+            for number, entry in enumerate(entries, start=1)
+            if entry["format"] == model_format and name in (None, entry["name"])
+        ),
+        None,
+    )
     if chosen is None:
-        wanted = f"model {name!r} of format {model_format!r}" if name else (
-            f"no {model_format!r} model")
+        wanted = (
+            f"model {name!r} of format {model_format!r}" if name else (f"no {model_format!r} model")
+        )
         raise ModelError(f"{manifest}: {wanted} is not listed")
     number, entry = chosen
     sha256 = _field(manifest, number, entry, "sha256", str).lower()
     if not re.fullmatch(r"[0-9a-f]{64}", sha256):
-        raise ModelError(f"{manifest}: model {number}: field 'sha256' must be 64 hexadecimal "
-                         f"digits, not {sha256!r:.80}")
-    model = ModelEntry(name=entry["name"], format=entry["format"],
-                       path=folder / _field(manifest, number, entry, "file", str),
-                       sha256=sha256,
-                       input_size=_field(manifest, number, entry, "input_size", int),
-                       details=entry)
+        raise ModelError(
+            f"{manifest}: model {number}: field 'sha256' must be 64 hexadecimal "
+            f"digits, not {sha256!r:.80}"
+        )
+    model = ModelEntry(
+        name=entry["name"],
+        format=entry["format"],
+        path=folder / _field(manifest, number, entry, "file", str),
+        sha256=sha256,
+        input_size=_field(manifest, number, entry, "input_size", int),
+        details=entry,
+    )
     actual = file_sha256(model.path)
     if actual != model.sha256:
-        raise ModelError(f"{model.path}: sha256 {actual[:12]}... does not match the manifest "
-                         f"({model.sha256[:12]}...); refusing a changed or corrupted model")
+        raise ModelError(
+            f"{model.path}: sha256 {actual[:12]}... does not match the manifest "
+            f"({model.sha256[:12]}...); refusing a changed or corrupted model"
+        )
     return model

@@ -30,8 +30,7 @@ class Option(Generic[T]):
     maximum: float | None = None
     choices: tuple[Any, ...] | None = None
 
-    def parse(self, owner: str, key: str, text: Any,
-              error: type[OptionError] = OptionError) -> Any:
+    def parse(self, owner: str, key: str, text: Any, error: type[OptionError] = OptionError) -> Any:
         """``text`` (a string from the command line, or a config value) as a ``kind``, checked;
         ``error`` (naming ``owner``, e.g. "step 'denoise'", and the key) if it is not one."""
         try:
@@ -47,20 +46,28 @@ class Option(Generic[T]):
             # nan passes every range check (all comparisons are false) and paints white.
             raise error(f"{owner}: option {key}={text} is not a finite number")
         if (self.minimum is not None and value < self.minimum) or (
-                self.maximum is not None and value > self.maximum):
-            raise error(f"{owner}: option {key}={value} is outside "
-                        f"[{self.minimum}, {self.maximum}]")
+            self.maximum is not None and value > self.maximum
+        ):
+            raise error(
+                f"{owner}: option {key}={value} is outside [{self.minimum}, {self.maximum}]"
+            )
         if self.choices is not None and value not in self.choices:
-            raise error(f"{owner}: option {key}={value!r} is not one of "
-                        f"{', '.join(map(str, self.choices))}")
+            raise error(
+                f"{owner}: option {key}={value!r} is not one of {', '.join(map(str, self.choices))}"
+            )
         return value
 
     def describe(self, name: str) -> dict[str, Any]:
         """The option as ``coloi plugins --options --json`` lists it."""
-        return {"name": name, "type": self.kind.__name__, "default": self.default,
-                "minimum": self.minimum, "maximum": self.maximum,
-                "choices": list(self.choices) if self.choices is not None else None,
-                "help": self.help}
+        return {
+            "name": name,
+            "type": self.kind.__name__,
+            "default": self.default,
+            "minimum": self.minimum,
+            "maximum": self.maximum,
+            "choices": list(self.choices) if self.choices is not None else None,
+            "help": self.help,
+        }
 
     @overload
     def __get__(self, instance: None, owner: type) -> Option[T]: ...
@@ -82,22 +89,25 @@ def declared_options(cls: type) -> dict[str, Option[Any]]:
     return found
 
 
-def apply_options(target: object, owner: str, given: Mapping[str, Any],
-                  error: type[OptionError] = OptionError) -> None:
+def apply_options(
+    target: object, owner: str, given: Mapping[str, Any], error: type[OptionError] = OptionError
+) -> None:
     """Parse ``given`` with ``target``'s declared options and set every option (the given
     value, else its default) as an attribute of ``target``; an unknown key is ``error``."""
     declared = declared_options(type(target))
     unknown = sorted(set(given) - set(declared))
     if unknown:
-        raise error(f"{owner}: unknown option {unknown[0]!r} "
-                    f"(known: {', '.join(declared) or 'none'})")
+        raise error(
+            f"{owner}: unknown option {unknown[0]!r} (known: {', '.join(declared) or 'none'})"
+        )
     for key, option in declared.items():
         value = option.parse(owner, key, given[key], error) if key in given else option.default
         setattr(target, key, value)
 
 
-def parse_spec(spec: str, what: str = "step",
-               error: type[OptionError] = OptionError) -> tuple[str, dict[str, str]]:
+def parse_spec(
+    spec: str, what: str = "step", error: type[OptionError] = OptionError
+) -> tuple[str, dict[str, str]]:
     """``"name:key=value,key=value"`` -> ("name", {"key": "value", ...}); ``what`` ("step" or
     "backend") names it in errors."""
     name, _, rest = spec.partition(":")

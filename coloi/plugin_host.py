@@ -61,8 +61,11 @@ class Registry:
     plugins: list[dict[str, Any]] = field(default_factory=list)
 
     def all(self) -> list[Registration]:
-        return [*self.backends.values(), *self.preprocessors.values(),
-                *self.postprocessors.values()]
+        return [
+            *self.backends.values(),
+            *self.preprocessors.values(),
+            *self.postprocessors.values(),
+        ]
 
     def describe(self, options: bool = False) -> list[dict[str, Any]]:
         """Each backend and step as ``coloi plugins --json`` lists it (and ``GET /v1/plugins``
@@ -70,14 +73,19 @@ class Registry:
         availability, and with ``options`` each one's options."""
         rows: list[dict[str, Any]] = []
         for r in self.all():
-            row = {"name": r.name, "kind": r.kind, "plugin": r.plugin,
-                   "distribution": r.distribution, "version": r.version,
-                   "description": r.cls.description,
-                   "available": (r.cls.unavailable_reason() or "yes") if r.kind == "backend"
-                   else "yes"}
+            row = {
+                "name": r.name,
+                "kind": r.kind,
+                "plugin": r.plugin,
+                "distribution": r.distribution,
+                "version": r.version,
+                "description": r.cls.description,
+                "available": (r.cls.unavailable_reason() or "yes")
+                if r.kind == "backend"
+                else "yes",
+            }
             if options:
-                row["options"] = [option.describe(name)
-                                  for name, option in r.cls.options().items()]
+                row["options"] = [option.describe(name) for name, option in r.cls.options().items()]
             rows.append(row)
         return rows
 
@@ -85,15 +93,20 @@ class Registry:
         """The backend class called ``name``; ``auto`` picks the best available one here."""
         if name == "auto":
             ranked = sorted(
-                (r for r in self.backends.values()
-                 if r.cls.auto_priority() >= 0 and r.cls.unavailable_reason() is None),
-                key=lambda r: -r.cls.auto_priority())
+                (
+                    r
+                    for r in self.backends.values()
+                    if r.cls.auto_priority() >= 0 and r.cls.unavailable_reason() is None
+                ),
+                key=lambda r: -r.cls.auto_priority(),
+            )
             if not ranked:
                 raise BackendUnavailable("no backend can run here (--backend auto)")
             return ranked[0].cls
         if name not in self.backends:
-            raise BackendUnavailable(f"unknown backend {name!r} "
-                                     f"(installed: {', '.join(sorted(self.backends))})")
+            raise BackendUnavailable(
+                f"unknown backend {name!r} (installed: {', '.join(sorted(self.backends))})"
+            )
         cls = self.backends[name].cls
         reason = cls.unavailable_reason()
         if reason:
@@ -103,8 +116,9 @@ class Registry:
     def step(self, kind: str, name: str, options: dict[str, Any]) -> Step:
         table = self.preprocessors if kind == "preprocess" else self.postprocessors
         if name not in table:
-            raise PluginError(f"unknown {kind} step {name!r} "
-                              f"(installed: {', '.join(sorted(table)) or 'none'})")
+            raise PluginError(
+                f"unknown {kind} step {name!r} (installed: {', '.join(sorted(table)) or 'none'})"
+            )
         step: Step = table[name].cls(**options)
         return step
 
@@ -118,8 +132,9 @@ class ColoiPluginManager(pluggy.PluginManager):
         self.add_hookspecs(hookspecs)
         self.sources: dict[str, tuple[str, str]] = {}  # plugin name -> (distribution, version)
 
-    def register_plugin(self, plugin: object, name: str, distribution: str = "",
-                        version: str = "") -> None:
+    def register_plugin(
+        self, plugin: object, name: str, distribution: str = "", version: str = ""
+    ) -> None:
         """Register ``plugin`` under ``name``; an implementation that does not fit its hook's
         specification (an argument the hook does not have) is a :class:`PluginError`."""
         try:
@@ -142,8 +157,9 @@ def _one_line(error: Exception) -> str:
     return " ".join(str(error).split())
 
 
-def get_plugin_manager(plugins: PluginSettings | Iterable[str] | None = None,
-                       ) -> ColoiPluginManager:
+def get_plugin_manager(
+    plugins: PluginSettings | Iterable[str] | None = None,
+) -> ColoiPluginManager:
     """A plugin manager with coloi's hookspecs and every ``coloi`` entry point that ``plugins``
     allows (by default all; an iterable of names blocks those) loaded.
 
@@ -162,14 +178,17 @@ def get_plugin_manager(plugins: PluginSettings | Iterable[str] | None = None,
         # Plugins are blocked and reported by name, so a second plugin of the same name would
         # silently replace (or hide behind) the first one: coloi's own "tflite", say.
         if entry_point.name in owners:
-            raise PluginError(f"plugin name {entry_point.name!r} is used by two distributions, "
-                              f"{owners[entry_point.name]!r} and {dist!r} (uninstall one)")
+            raise PluginError(
+                f"plugin name {entry_point.name!r} is used by two distributions, "
+                f"{owners[entry_point.name]!r} and {dist!r} (uninstall one)"
+            )
         owners[entry_point.name] = dist
         if not (autoload or dist == OWN_DISTRIBUTION or entry_point.name in enabled):
             continue
         plugin = _load(entry_point, settings.import_timeout)
-        manager.register_plugin(plugin, entry_point.name, dist,
-                                entry_point.dist.version if entry_point.dist else "")
+        manager.register_plugin(
+            plugin, entry_point.name, dist, entry_point.dist.version if entry_point.dist else ""
+        )
     manager.check_hooks()
     return manager
 
@@ -185,9 +204,13 @@ def _load(entry_point: metadata.EntryPoint, timeout: float) -> object:
     process's main thread on POSIX, where the CLI loads its plugins; elsewhere it is waived."""
     name = entry_point.name
     unblock = f"(block it with --block-plugin {name} or {BLOCK_ENV}={name})"
-    timed = (timeout > 0 and hasattr(signal, "SIGALRM")
-             and threading.current_thread() is threading.main_thread())
+    timed = (
+        timeout > 0
+        and hasattr(signal, "SIGALRM")
+        and threading.current_thread() is threading.main_thread()
+    )
     if timed:
+
         def expire(signum: int, frame: object) -> None:
             raise _ImportTimeout
 
@@ -196,14 +219,18 @@ def _load(entry_point: metadata.EntryPoint, timeout: float) -> object:
     try:
         return entry_point.load()
     except _ImportTimeout:
-        raise PluginError(f"plugin {name!r} ({entry_point.value}) was still importing after "
-                          f"{timeout:g} s, so coloi gave up {unblock}") from None
+        raise PluginError(
+            f"plugin {name!r} ({entry_point.value}) was still importing after "
+            f"{timeout:g} s, so coloi gave up {unblock}"
+        ) from None
     # SystemExit too: a plugin that calls sys.exit() at import would end coloi with its status
     # (0, for sys.exit()), as if every photo had been done.
     except (Exception, SystemExit) as error:  # noqa: BLE001 - any failure of a plugin's code
         reason = " ".join(str(error).split())
-        raise PluginError(f"plugin {name!r} ({entry_point.value}) failed to load: "
-                          f"{type(error).__name__}: {reason} {unblock}") from None
+        raise PluginError(
+            f"plugin {name!r} ({entry_point.value}) failed to load: "
+            f"{type(error).__name__}: {reason} {unblock}"
+        ) from None
     finally:
         if timed:
             signal.setitimer(signal.ITIMER_REAL, 0)
@@ -219,13 +246,24 @@ def build_registry(manager: pluggy.PluginManager) -> Registry:
     """
     sources = manager.sources if isinstance(manager, ColoiPluginManager) else {}
     registry = Registry()
-    hooks = (("backend", manager.hook.coloi_register_backends, registry.backends, Backend),
-             ("preprocess", manager.hook.coloi_register_preprocessors, registry.preprocessors,
-              PreprocessStep),
-             ("postprocess", manager.hook.coloi_register_postprocessors,
-              registry.postprocessors, PostprocessStep))
+    hooks = (
+        ("backend", manager.hook.coloi_register_backends, registry.backends, Backend),
+        (
+            "preprocess",
+            manager.hook.coloi_register_preprocessors,
+            registry.preprocessors,
+            PreprocessStep,
+        ),
+        (
+            "postprocess",
+            manager.hook.coloi_register_postprocessors,
+            registry.postprocessors,
+            PostprocessStep,
+        ),
+    )
     provided: dict[str, list[str]] = {  # a blocked plugin is listed with None: not loaded
-        name: [] for name, plugin in manager.list_name_plugin() if plugin is not None}
+        name: [] for name, plugin in manager.list_name_plugin() if plugin is not None
+    }
     for kind, hook, table, base in hooks:
         for impl in reversed(hook.get_hookimpls()):  # in registration order
             provided[impl.plugin_name].append(hook.name)
@@ -235,28 +273,41 @@ def build_registry(manager: pluggy.PluginManager) -> Registry:
             try:
                 results = call()  # a list: this plugin's result, unless it returned None
             except (Exception, SystemExit) as error:  # noqa: BLE001 - a plugin's own code
-                raise PluginError(f"plugin {impl.plugin_name!r}: {hook.name} failed: "
-                                  f"{type(error).__name__}: {error}") from None
+                raise PluginError(
+                    f"plugin {impl.plugin_name!r}: {hook.name} failed: "
+                    f"{type(error).__name__}: {error}"
+                ) from None
             for result in results:
                 if not isinstance(result, list | tuple):
-                    raise PluginError(f"plugin {impl.plugin_name!r}: {hook.name} returned "
-                                      f"{result!r}, not a list of classes")
+                    raise PluginError(
+                        f"plugin {impl.plugin_name!r}: {hook.name} returned "
+                        f"{result!r}, not a list of classes"
+                    )
             for cls in [cls for result in results for cls in result]:
                 if not (isinstance(cls, type) and issubclass(cls, base)):
-                    raise PluginError(f"plugin {impl.plugin_name!r}: {hook.name} returned "
-                                      f"{cls!r}, not a subclass of {base.__name__}")
+                    raise PluginError(
+                        f"plugin {impl.plugin_name!r}: {hook.name} returned "
+                        f"{cls!r}, not a subclass of {base.__name__}"
+                    )
                 if not (isinstance(getattr(cls, "name", None), str) and cls.name):
-                    raise PluginError(f"plugin {impl.plugin_name!r}: {kind} class "
-                                      f"{cls.__qualname__} has no name")
+                    raise PluginError(
+                        f"plugin {impl.plugin_name!r}: {kind} class {cls.__qualname__} has no name"
+                    )
                 if cls.name in table:
-                    raise PluginError(f"plugin {impl.plugin_name!r}: {kind} {cls.name!r} is "
-                                      f"already registered by plugin {table[cls.name].plugin!r}")
-                table[cls.name] = Registration(cls.name, kind, cls, impl.plugin_name, dist,
-                                               version)
+                    raise PluginError(
+                        f"plugin {impl.plugin_name!r}: {kind} {cls.name!r} is "
+                        f"already registered by plugin {table[cls.name].plugin!r}"
+                    )
+                table[cls.name] = Registration(cls.name, kind, cls, impl.plugin_name, dist, version)
     registry.plugins = [
-        {"name": name, "distribution": sources.get(name, ("", ""))[0],
-         "version": sources.get(name, ("", ""))[1], "hooks": hooks_of}
-        for name, hooks_of in provided.items()]
+        {
+            "name": name,
+            "distribution": sources.get(name, ("", ""))[0],
+            "version": sources.get(name, ("", ""))[1],
+            "hooks": hooks_of,
+        }
+        for name, hooks_of in provided.items()
+    ]
     return registry
 
 

@@ -84,44 +84,57 @@ def read_config(path: Path) -> dict[str, Any]:
     except FileNotFoundError:
         return {}
     except UnicodeDecodeError as error:  # tomllib decodes the whole file first
-        raise ConfigError(f"{path}: unreadable config file (not UTF-8: byte "
-                          f"{error.object[error.start]:#04x} at offset {error.start})") from None
+        raise ConfigError(
+            f"{path}: unreadable config file (not UTF-8: byte "
+            f"{error.object[error.start]:#04x} at offset {error.start})"
+        ) from None
     except (OSError, tomllib.TOMLDecodeError) as error:
         raise ConfigError(f"{path}: unreadable config file ({error})") from None
 
 
-def config_defaults(commands: Mapping[str, Any], ctx: Any,
-                    environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+def config_defaults(
+    commands: Mapping[str, Any], ctx: Any, environ: Mapping[str, str]
+) -> dict[str, dict[str, Any]]:
     """The config file as click's ``default_map``: {command: {parameter name: value}}, each
     value checked by the option it sets, so that a mistake names the file and the key."""
     import typer  # the CLI's own parser, whose options check the values
+
     path = config_path(environ)
     config = read_config(path)
     defaults: dict[str, dict[str, Any]] = {}
     for table, values in config.items():
         if table not in commands:
-            raise ConfigError(f"{path}: unknown table [{table}] (commands: "
-                              f"{', '.join(sorted(commands))})")
+            raise ConfigError(
+                f"{path}: unknown table [{table}] (commands: {', '.join(sorted(commands))})"
+            )
         if not isinstance(values, dict):
             raise ConfigError(f"{path}: {table} must be a table, [{table}]")
-        names = {param.name: name for param in commands[table].params
-                 if (name := option_name(param)) and name != "help"}
-        options = {name.replace("-", "_"): param for param in commands[table].params
-                   if (name := names.get(param.name))}
+        names = {
+            param.name: name
+            for param in commands[table].params
+            if (name := option_name(param)) and name != "help"
+        }
+        options = {
+            name.replace("-", "_"): param
+            for param in commands[table].params
+            if (name := names.get(param.name))
+        }
         defaults[table] = {}
         for key, value in values.items():
             param = options.get(key.replace("-", "_"))
             if param is None:
-                raise ConfigError(f"{path}: [{table}] {key}: unknown option of coloi {table} "
-                                  f"(known: {', '.join(sorted(names.values()))})")
-            if param.multiple and not (isinstance(value, list)
-                                       and all(isinstance(v, str) for v in value)):
+                raise ConfigError(
+                    f"{path}: [{table}] {key}: unknown option of coloi {table} "
+                    f"(known: {', '.join(sorted(names.values()))})"
+                )
+            if param.multiple and not (
+                isinstance(value, list) and all(isinstance(v, str) for v in value)
+            ):
                 raise ConfigError(f"{path}: [{table}] {key} must be a list of strings")
             try:
                 param.type_cast_value(ctx, value)
             except typer.BadParameter as error:
-                raise ConfigError(f"{path}: [{table}] {key} = {value!r}: "
-                                  f"{error.message}") from None
+                raise ConfigError(f"{path}: [{table}] {key} = {value!r}: {error.message}") from None
             defaults[table][param.name] = value
     return defaults
 
@@ -147,7 +160,12 @@ class PluginSettings:
         """From ``COLOI_BLOCK_PLUGINS``, ``COLOI_DISABLE_PLUGIN_AUTOLOAD``, ``COLOI_PLUGINS`` and
         ``COLOI_PLUGIN_IMPORT_TIMEOUT``, plus the names of ``--block-plugin``."""
         autoload = environ.get(DISABLE_AUTOLOAD_ENV, "").strip().lower() in (
-            "", "0", "false", "no", "off")
+            "",
+            "0",
+            "false",
+            "no",
+            "off",
+        )
         timeout = cls.import_timeout
         if environ.get(IMPORT_TIMEOUT_ENV, "").strip():
             try:
@@ -155,10 +173,16 @@ class PluginSettings:
             except ValueError:
                 timeout = math.nan
             if not (math.isfinite(timeout) and timeout >= 0):
-                raise ConfigError(f"{IMPORT_TIMEOUT_ENV}={environ[IMPORT_TIMEOUT_ENV]!r}: "
-                                  f"must be a number of seconds (0: no limit)")
-        return cls(_names(environ.get(BLOCK_ENV)) | frozenset(blocked), autoload,
-                   _names(environ.get(ENABLE_ENV)), timeout)
+                raise ConfigError(
+                    f"{IMPORT_TIMEOUT_ENV}={environ[IMPORT_TIMEOUT_ENV]!r}: "
+                    f"must be a number of seconds (0: no limit)"
+                )
+        return cls(
+            _names(environ.get(BLOCK_ENV)) | frozenset(blocked),
+            autoload,
+            _names(environ.get(ENABLE_ENV)),
+            timeout,
+        )
 
 
 def under_journald(environ: Mapping[str, str]) -> bool:

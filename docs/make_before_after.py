@@ -39,8 +39,10 @@ def sheets(colouriser: coloi.Colouriser) -> tuple[np.ndarray, np.ndarray]:
     sheet = contact_sheet(rows, height=220)
     camera = read_photo(REPO / "samples" / "camera.png").pixels
     camera_out = colouriser.colourise(Photo(camera, "png")).pixels
-    strip = contact_sheet([(cv2.cvtColor(camera, cv2.COLOR_GRAY2BGR), camera_out,
-                            np.full_like(camera_out, 255))], height=220)
+    strip = contact_sheet(
+        [(cv2.cvtColor(camera, cv2.COLOR_GRAY2BGR), camera_out, np.full_like(camera_out, 255))],
+        height=220,
+    )
     return sheet, strip
 
 

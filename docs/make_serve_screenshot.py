@@ -37,8 +37,9 @@ def main() -> None:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     coloi = shutil.which("coloi", path=str(Path(sys.executable).parent)) or "coloi"
-    server = subprocess.Popen([coloi, "serve", "--backend", "tflite", "--port", str(port),
-                               "--no-access-log"])
+    server = subprocess.Popen(
+        [coloi, "serve", "--backend", "tflite", "--port", str(port), "--no-access-log"]
+    )
     url = f"http://127.0.0.1:{port}/"
     try:
         with tempfile.TemporaryDirectory() as scratch:
@@ -67,8 +68,13 @@ def wait_for(url: str) -> None:
 def shoot(url: str, photos: list[Path], target: Path) -> None:
     options = webdriver.ChromeOptions()
     options.binary_location = shutil.which("chromium") or "chromium"
-    for argument in ("--headless=new", "--no-sandbox", "--window-size=1200,900",
-                     "--hide-scrollbars", "--force-device-scale-factor=1"):
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",
+        "--window-size=1200,900",
+        "--hide-scrollbars",
+        "--force-device-scale-factor=1",
+    ):
         options.add_argument(argument)
     os.environ.setdefault("SE_OFFLINE", "true")
     driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
@@ -82,7 +88,10 @@ def shoot(url: str, photos: list[Path], target: Path) -> None:
         for card, position in zip(cards, SLIDERS, strict=True):
             driver.execute_script(
                 "const s = arguments[0].querySelector('.slider'); s.value = arguments[1];"
-                "s.dispatchEvent(new Event('input'));", card, position)
+                "s.dispatchEvent(new Event('input'));",
+                card,
+                position,
+            )
         height = driver.execute_script("return document.documentElement.scrollHeight")
         driver.set_window_size(1200, height + 140)  # the whole page, no scrolling
         time.sleep(0.5)

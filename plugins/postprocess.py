@@ -25,8 +25,7 @@ class Saturation(PostprocessStep):
 
     name = "saturation"
     description = "scale the colour's chroma (a*b*) by a factor"
-    amount = Option(float, 1.2, "chroma factor: 1 = unchanged, 0 = grey", minimum=0.0,
-                    maximum=5.0)
+    amount = Option(float, 1.2, "chroma factor: 1 = unchanged, 0 = grey", minimum=0.0, maximum=5.0)
 
     def process(self, photo: LabPhoto) -> LabPhoto:
         photo.ab *= self.amount
@@ -48,8 +47,13 @@ class Warmth(PostprocessStep):
 
     name = "warmth"
     description = "shift the white balance warmer (amount > 0) or cooler (amount < 0)"
-    amount = Option(float, 5.0, "b* shift (a* moves a quarter of it); negative = cooler",
-                    minimum=-60.0, maximum=60.0)
+    amount = Option(
+        float,
+        5.0,
+        "b* shift (a* moves a quarter of it); negative = cooler",
+        minimum=-60.0,
+        maximum=60.0,
+    )
 
     def process(self, photo: LabPhoto) -> LabPhoto:
         photo.ab[:, :, 0] += self.amount * _WARMTH_RED
@@ -59,8 +63,7 @@ class Warmth(PostprocessStep):
 
 def _box(image: np.ndarray, radius: int) -> np.ndarray:
     """Mean over a (2r+1) square window, for one or several channels; O(1) per pixel."""
-    return cv2.boxFilter(image, -1, (2 * radius + 1, 2 * radius + 1),
-                         borderType=cv2.BORDER_REFLECT)
+    return cv2.boxFilter(image, -1, (2 * radius + 1, 2 * radius + 1), borderType=cv2.BORDER_REFLECT)
 
 
 def guided_ab(lightness: np.ndarray, ab: np.ndarray, radius: int, eps: float) -> np.ndarray:
@@ -115,10 +118,16 @@ class ChromaEdges(PostprocessStep):
 
     name = "chroma-edges"
     description = "snap colour edges to the lightness edges (guided filter of a*b* by L*)"
-    radius = Option(int, 0, "window radius in pixels; 0 = automatic (longer side / 64)",
-                    minimum=0, maximum=1000)
-    eps = Option(float, 1e-3, "edge threshold in (L*/100)^2: smaller follows weaker edges",
-                 minimum=1e-6, maximum=1.0)
+    radius = Option(
+        int, 0, "window radius in pixels; 0 = automatic (longer side / 64)", minimum=0, maximum=1000
+    )
+    eps = Option(
+        float,
+        1e-3,
+        "edge threshold in (L*/100)^2: smaller follows weaker edges",
+        minimum=1e-6,
+        maximum=1.0,
+    )
 
     def process(self, photo: LabPhoto) -> LabPhoto:
         radius = self.radius or max(2, round(max(photo.lightness.shape) / 32))
@@ -137,8 +146,9 @@ class Compare(PostprocessStep):
 
     name = "compare"
     description = "write grey and colourised side by side (or stacked) for comparison"
-    layout = Option(str, "side", "side (twice as wide) or stacked (twice as tall)",
-                    choices=("side", "stacked"))
+    layout = Option(
+        str, "side", "side (twice as wide) or stacked (twice as tall)", choices=("side", "stacked")
+    )
 
     def process(self, photo: LabPhoto) -> LabPhoto:
         axis = 1 if self.layout == "side" else 0

@@ -46,8 +46,9 @@ class AutoLevels(PreprocessStep):
     clip_low = Option(float, 0.5, "percentile that becomes black", minimum=0.0, maximum=49.0)
     clip_high = Option(float, 99.5, "percentile that becomes white", minimum=51.0, maximum=100.0)
     clahe = Option(bool, False, "also equalise local contrast (CLAHE) after the stretch")
-    clahe_limit = Option(float, 2.0, "CLAHE clip limit: higher = stronger local contrast",
-                         minimum=0.1, maximum=40.0)
+    clahe_limit = Option(
+        float, 2.0, "CLAHE clip limit: higher = stronger local contrast", minimum=0.1, maximum=40.0
+    )
 
     def process(self, grey: np.ndarray) -> np.ndarray:
         low, high = _percentiles(grey, self.clip_low, self.clip_high)
@@ -77,10 +78,19 @@ class Denoise(PreprocessStep):
 
     name = "denoise"
     description = "remove grain and scanner noise (non-local means or bilateral filter)"
-    strength = Option(float, 6.0, "noise to remove, in 8-bit grey levels (about the noise's "
-                                  "standard deviation)", minimum=0.0, maximum=50.0)
-    method = Option(str, "nlmeans", "nlmeans (best detail) or bilateral (fastest)",
-                    choices=("nlmeans", "bilateral"))
+    strength = Option(
+        float,
+        6.0,
+        "noise to remove, in 8-bit grey levels (about the noise's standard deviation)",
+        minimum=0.0,
+        maximum=50.0,
+    )
+    method = Option(
+        str,
+        "nlmeans",
+        "nlmeans (best detail) or bilateral (fastest)",
+        choices=("nlmeans", "bilateral"),
+    )
 
     def process(self, grey: np.ndarray) -> np.ndarray:
         if self.strength <= 0:
@@ -89,8 +99,9 @@ class Denoise(PreprocessStep):
         if self.method == "nlmeans":
             # An 11-pixel search window instead of OpenCV's 21 is about 3x faster and
             # removes grain as well; the larger window only helps with repeating textures.
-            clean = cv2.fastNlMeansDenoising(levels, None, h=float(self.strength),
-                                             templateWindowSize=5, searchWindowSize=11)
+            clean = cv2.fastNlMeansDenoising(
+                levels, None, h=float(self.strength), templateWindowSize=5, searchWindowSize=11
+            )
         else:
             clean = cv2.bilateralFilter(levels, 5, 2.0 * float(self.strength), 3.0)
         # grey + (clean - noisy) / 255: subtract only the estimated noise.
@@ -128,11 +139,21 @@ class Unfade(PreprocessStep):
 
     name = "unfade"
     description = "restore the black point and contrast of a faded print, highlights kept"
-    strength = Option(float, 1.0, "how much of the correction to apply: 0 = none, 1 = all",
-                      minimum=0.0, maximum=1.0)
+    strength = Option(
+        float,
+        1.0,
+        "how much of the correction to apply: 0 = none, 1 = all",
+        minimum=0.0,
+        maximum=1.0,
+    )
     black = Option(float, 0.5, "percentile that becomes black", minimum=0.0, maximum=20.0)
-    white = Option(float, 99.5, "percentile that becomes white; brighter levels roll off",
-                   minimum=80.0, maximum=100.0)
+    white = Option(
+        float,
+        99.5,
+        "percentile that becomes white; brighter levels roll off",
+        minimum=80.0,
+        maximum=100.0,
+    )
     max_gain = Option(float, 4.0, "largest contrast stretch", minimum=1.0, maximum=20.0)
 
     def process(self, grey: np.ndarray) -> np.ndarray:
@@ -148,8 +169,7 @@ class Unfade(PreprocessStep):
         np.maximum(out, 0.0, out=out)
         out = _roll_off(out, (top - low) * gain)
         if self.strength < 1:
-            out = cv2.addWeighted(out, float(self.strength), grey, 1.0 - float(self.strength),
-                                  0.0)
+            out = cv2.addWeighted(out, float(self.strength), grey, 1.0 - float(self.strength), 0.0)
         return np.clip(out, 0.0, 1.0, out=out)
 
 
@@ -159,8 +179,9 @@ class Auto(PreprocessStep):
     name = "auto"
     description = "the usual chain for old prints: repair, then unfade"
     strength = Option(float, 1.0, "repair's strength", minimum=0.2, maximum=5.0)
-    size = Option(int, 0, "repair's largest defect width in pixels; 0 = automatic",
-                  minimum=0, maximum=64)
+    size = Option(
+        int, 0, "repair's largest defect width in pixels; 0 = automatic", minimum=0, maximum=64
+    )
 
     def process(self, grey: np.ndarray) -> np.ndarray:
         repaired = Repair(strength=self.strength, size=self.size).process(grey)
@@ -206,8 +227,13 @@ class CropBorder(PreprocessStep):
 
     name = "crop-border"
     description = "remove a scanner's uniform dark or light border"
-    tolerance = Option(float, 0.03, "largest standard deviation (and deviation from the edge's "
-                                    "grey) of a border line, 0-1", minimum=0.0, maximum=0.5)
+    tolerance = Option(
+        float,
+        0.03,
+        "largest standard deviation (and deviation from the edge's grey) of a border line, 0-1",
+        minimum=0.0,
+        maximum=0.5,
+    )
 
     def process(self, grey: np.ndarray) -> np.ndarray:
         # [top, bottom, left, right]; rows and columns are trimmed in turn until nothing
@@ -217,7 +243,7 @@ class CropBorder(PreprocessStep):
         unchanged = 0
         for axis in (1, 0) * 4:
             first = 0 if axis == 1 else 2
-            means, stds = _line_stats(grey[box[0]:box[1], box[2]:box[3]], axis)
+            means, stds = _line_stats(grey[box[0] : box[1], box[2] : box[3]], axis)
             start = _border_depth(means, stds, self.tolerance)
             end = _border_depth(means[::-1], stds[::-1], self.tolerance)
             if (start or end) and box[first + 1] - box[first] - start - end >= _MIN_KEEP:
@@ -228,7 +254,7 @@ class CropBorder(PreprocessStep):
                 unchanged += 1
                 if unchanged == 2:
                     break
-        return grey[box[0]:box[1], box[2]:box[3]]
+        return grey[box[0] : box[1], box[2] : box[3]]
 
 
 @hookimpl

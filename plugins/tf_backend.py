@@ -53,10 +53,14 @@ class TensorFlowBackend(FixedSizeModelBackend):
             log.warning("tf-gpu: no GPU is visible; running on the CPU")
         # safe_mode refuses models that would run arbitrary code (Lambda layers, pickles).
         self.keras_model = keras.saving.load_model(
-            model.path, compile=False, safe_mode=True,
-            custom_objects={"AnnealedMean": network.AnnealedMean})
-        self.forward = tf.function(lambda x: self.keras_model(x, training=False),
-                                   reduce_retracing=True)
+            model.path,
+            compile=False,
+            safe_mode=True,
+            custom_objects={"AnnealedMean": network.AnnealedMean},
+        )
+        self.forward = tf.function(
+            lambda x: self.keras_model(x, training=False), reduce_retracing=True
+        )
 
     def infer(self, lightness: np.ndarray) -> np.ndarray:
         ab = self.forward(lightness[None, :, :, None].astype(np.float32))

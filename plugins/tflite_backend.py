@@ -27,8 +27,7 @@ class LiteRTBackend(FixedSizeModelBackend):
 
     @classmethod
     def unavailable_reason(cls) -> str | None:
-        if importlib.util.find_spec("ai_edge_litert") or importlib.util.find_spec(
-                "tflite_runtime"):
+        if importlib.util.find_spec("ai_edge_litert") or importlib.util.find_spec("tflite_runtime"):
             return None
         return "LiteRT is not installed (pip install ai-edge-litert)"
 
@@ -38,16 +37,18 @@ class LiteRTBackend(FixedSizeModelBackend):
 
     def load(self, model: ModelEntry, settings: BackendSettings) -> None:
         with native_stderr_silenced():
-            interpreter = _interpreter_class()(model_path=str(model.path),
-                                               num_threads=settings.thread_count())
+            interpreter = _interpreter_class()(
+                model_path=str(model.path), num_threads=settings.thread_count()
+            )
             interpreter.allocate_tensors()
         self.interpreter = interpreter
         self.input_index = interpreter.get_input_details()[0]["index"]
         self.output_index = interpreter.get_output_details()[0]["index"]
 
     def infer(self, lightness: np.ndarray) -> np.ndarray:
-        self.interpreter.set_tensor(self.input_index,
-                                    lightness[None, :, :, None].astype(np.float32))
+        self.interpreter.set_tensor(
+            self.input_index, lightness[None, :, :, None].astype(np.float32)
+        )
         self.interpreter.invoke()
         ab: np.ndarray = self.interpreter.get_tensor(self.output_index)[0]
         return ab

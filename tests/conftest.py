@@ -22,8 +22,10 @@ MODELS = REPO / "models"
 
 # The tf-gpu backend, training and export need the tf extra; without it their tests skip, so
 # that `pip install -e '.[test]'` alone gives a green run.
-needs_tf = pytest.mark.skipif(importlib.util.find_spec("tensorflow") is None,
-                              reason="needs TensorFlow (pip install -e '.[tf,test]')")
+needs_tf = pytest.mark.skipif(
+    importlib.util.find_spec("tensorflow") is None,
+    reason="needs TensorFlow (pip install -e '.[tf,test]')",
+)
 BACKENDS = ["tflite", pytest.param("tf-gpu", marks=needs_tf)]
 
 
@@ -38,13 +40,20 @@ def cli() -> Callable[..., object]:
     return invoke
 
 
-def run_coloi(*args: str | Path, env: dict[str, str] | None = None,
-              timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def run_coloi(
+    *args: str | Path, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     """Run the installed ``coloi`` console script in a fresh process."""
     full_env = {**os.environ, **(env or {})}
     coloi = shutil.which("coloi", path=str(Path(sys.executable).parent)) or "coloi"
-    return subprocess.run([coloi, *map(str, args)], capture_output=True, text=True,
-                          env=full_env, timeout=timeout, check=False)
+    return subprocess.run(
+        [coloi, *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def natural_photo(height: int = 96, width: int = 128, seed: int = 0) -> np.ndarray:

@@ -52,8 +52,9 @@ def test_sixteen_bit_and_alpha_arrays(colouriser: coloi.Colouriser) -> None:
     grey16 = (np.tile(np.linspace(0, 65535, 80), (60, 1))).astype(np.uint16)
     out16 = colouriser.colourise(grey16)
     assert out16.shape == (60, 80, 3) and out16.dtype == np.uint16
-    rgba = np.dstack([np.full((60, 80, 3), 120, np.uint8), np.arange(80, dtype=np.uint8)
-                      [None, :].repeat(60, 0)])
+    rgba = np.dstack(
+        [np.full((60, 80, 3), 120, np.uint8), np.arange(80, dtype=np.uint8)[None, :].repeat(60, 0)]
+    )
     out = colouriser.colourise(rgba)
     assert out.shape == (60, 80, 4) and np.array_equal(out[:, :, 3], rgba[:, :, 3])
 
@@ -65,8 +66,9 @@ def test_wrong_arrays_are_refused(colouriser: coloi.Colouriser) -> None:
         colouriser.colourise(np.zeros((8, 8, 2), np.uint8))
 
 
-def test_a_path_and_bytes_give_encoded_bytes_in_the_same_format(colouriser: coloi.Colouriser,
-                                                                 tmp_path: Path) -> None:
+def test_a_path_and_bytes_give_encoded_bytes_in_the_same_format(
+    colouriser: coloi.Colouriser, tmp_path: Path
+) -> None:
     path = SAMPLES / "chelsea.jpg"
     from_path = colouriser.colourise(path)
     from_str = colouriser.colourise(str(path))
@@ -78,11 +80,11 @@ def test_a_path_and_bytes_give_encoded_bytes_in_the_same_format(colouriser: colo
     assert Image.open(io.BytesIO(png)).format == "PNG"
 
 
-def test_the_cli_writes_what_the_library_returns(cli, colouriser: coloi.Colouriser,
-                                                 tmp_path: Path) -> None:
+def test_the_cli_writes_what_the_library_returns(
+    cli, colouriser: coloi.Colouriser, tmp_path: Path
+) -> None:
     assert cli("run", "-b", "tflite", SAMPLES / "chelsea.jpg", "-o", tmp_path).exit_code == 0
-    assert (tmp_path / "chelsea.jpg").read_bytes() == colouriser.colourise(
-        SAMPLES / "chelsea.jpg")
+    assert (tmp_path / "chelsea.jpg").read_bytes() == colouriser.colourise(SAMPLES / "chelsea.jpg")
 
 
 def test_a_pil_image_gives_a_pil_image(colouriser: coloi.Colouriser) -> None:
@@ -105,8 +107,9 @@ def test_bad_bytes_name_the_reason(colouriser: coloi.Colouriser) -> None:
         colouriser.colourise(42)  # type: ignore[call-overload]
 
 
-def test_read_and_write_photo_keep_orientation_and_exif(colouriser: coloi.Colouriser,
-                                                        tmp_path: Path) -> None:
+def test_read_and_write_photo_keep_orientation_and_exif(
+    colouriser: coloi.Colouriser, tmp_path: Path
+) -> None:
     source = tmp_path / "portrait.jpg"
     exif = Image.Exif()
     exif[0x0112] = 6  # stored landscape, shown portrait
@@ -126,8 +129,9 @@ def test_read_and_write_photo_keep_orientation_and_exif(colouriser: coloi.Colour
 
 
 def test_one_colouriser_is_shared_by_threads(colouriser: coloi.Colouriser) -> None:
-    photos = [cv2.cvtColor(natural_photo(64, 64 + 8 * i, seed=i), cv2.COLOR_BGR2GRAY)
-              for i in range(8)]
+    photos = [
+        cv2.cvtColor(natural_photo(64, 64 + 8 * i, seed=i), cv2.COLOR_BGR2GRAY) for i in range(8)
+    ]
     alone = [colouriser.colourise(p) for p in photos]
     with ThreadPoolExecutor(4) as pool:
         together = list(pool.map(colouriser.colourise, photos))
@@ -150,10 +154,13 @@ def test_bad_settings_fail_when_built() -> None:
 
 
 def test_import_coloi_loads_nothing_heavy() -> None:
-    code = ("import sys, coloi; coloi.hookimpl; "
-            "print([m for m in ('numpy', 'cv2', 'PIL', 'tensorflow') if m in sys.modules])")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout
+    code = (
+        "import sys, coloi; coloi.hookimpl; "
+        "print([m for m in ('numpy', 'cv2', 'PIL', 'tensorflow') if m in sys.modules])"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
     assert out.strip() == "[]"
     assert {"colourise", "Colouriser", "read_photo", "write_photo"} <= set(dir(coloi))
 

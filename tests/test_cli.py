@@ -31,15 +31,18 @@ def test_version(cli) -> None:
 
 @pytest.mark.parametrize("args", [["--help"], ["--version"], ["plugins"]])
 def test_light_commands_import_no_framework(args: list[str]) -> None:
-    code = ("import sys; from coloi.cli import app\n"
-            f"try:\n    app({args!r}, prog_name='coloi')\nexcept SystemExit:\n    pass\n"
-            "heavy = [m for m in ('tensorflow', 'keras', 'ai_edge_litert', 'tflite_runtime', "
-            "'coloi.serve', 'starlette', 'uvicorn', 'python_multipart') "
-            "if m in sys.modules]\nprint('HEAVY', heavy)")
+    code = (
+        "import sys; from coloi.cli import app\n"
+        f"try:\n    app({args!r}, prog_name='coloi')\nexcept SystemExit:\n    pass\n"
+        "heavy = [m for m in ('tensorflow', 'keras', 'ai_edge_litert', 'tflite_runtime', "
+        "'coloi.serve', 'starlette', 'uvicorn', 'python_multipart') "
+        "if m in sys.modules]\nprint('HEAVY', heavy)"
+    )
     import subprocess
 
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
     assert "HEAVY []" in out
 
 

@@ -11,8 +11,16 @@ from coloi.discovery import find_photos, is_hidden_or_temporary, is_photo_path
 from tests.test_watch import outputs, wait_for, write_photo
 
 PHOTOS = ["a.jpg", "sub/b.png", "sub/deeper/c.tif"]
-NOT_PHOTOS = [".thumbnails/a.jpg", ".hidden.jpg", "sub/.cache/x.png", "d.jpg.part",
-              "upload.tmp/e.jpg", "notes.txt", "f.jpg~", ".g.jpg.coloi-partial"]
+NOT_PHOTOS = [
+    ".thumbnails/a.jpg",
+    ".hidden.jpg",
+    "sub/.cache/x.png",
+    "d.jpg.part",
+    "upload.tmp/e.jpg",
+    "notes.txt",
+    "f.jpg~",
+    ".g.jpg.coloi-partial",
+]
 
 
 def make_tree(root: Path, names: list[str], seed: int = 0) -> None:
@@ -48,8 +56,14 @@ def test_run_and_watch_agree(cli, tmp_path: Path) -> None:
     at_start = PHOTOS[:1] + NOT_PHOTOS[:4]
     later = PHOTOS[1:] + NOT_PHOTOS[4:] + [".thumbnails/late.jpg", "sub/.cache/late.png"]
     make_tree(watched, at_start)
-    watcher = Watcher(watched, tmp_path / "watched-out", Colouriser("tflite"), settle=0.2,
-                      polling=True, poll_interval=0.1)
+    watcher = Watcher(
+        watched,
+        tmp_path / "watched-out",
+        Colouriser("tflite"),
+        settle=0.2,
+        polling=True,
+        poll_interval=0.1,
+    )
     runner = threading.Thread(target=watcher.run)
     runner.start()
     try:
@@ -71,15 +85,31 @@ def test_listing_streams_in_sorted_order(tmp_path: Path, monkeypatch) -> None:  
 
     from coloi.discovery import is_photo_name, iter_photos
 
-    names = ["a.png", "a/b.png", "a.b/c.png", "a-b/d.png", "B/e.png", "a/z/f.png",
-             "a/y.png", "ab.png", "a0/g.png", "deep/er/than/h.png"]
+    names = [
+        "a.png",
+        "a/b.png",
+        "a.b/c.png",
+        "a-b/d.png",
+        "B/e.png",
+        "a/z/f.png",
+        "a/y.png",
+        "ab.png",
+        "a0/g.png",
+        "deep/er/than/h.png",
+    ]
     make_tree(tmp_path, names + NOT_PHOTOS)
     (tmp_path / "linked").symlink_to(tmp_path / "a")  # a linked folder is not entered
     (tmp_path / "gone.png").symlink_to(tmp_path / "nowhere.png")  # a broken link is listed
-    walked = sorted(Path(folder, name) for folder, subfolders, files in os.walk(tmp_path)
-                    if not any(part.startswith(".") or part.endswith(".tmp")
-                               for part in Path(folder).relative_to(tmp_path).parts)
-                    for name in files if is_photo_name(name))
+    walked = sorted(
+        Path(folder, name)
+        for folder, subfolders, files in os.walk(tmp_path)
+        if not any(
+            part.startswith(".") or part.endswith(".tmp")
+            for part in Path(folder).relative_to(tmp_path).parts
+        )
+        for name in files
+        if is_photo_name(name)
+    )
     assert list(iter_photos(tmp_path)) == walked
     assert (tmp_path / "gone.png") in walked and len(walked) == len(names) + 1
 

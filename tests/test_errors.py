@@ -96,11 +96,13 @@ def test_export_of_a_folder_that_is_not_a_run(tmp_path: Path) -> None:
     from tests.conftest import run_coloi
 
     (tmp_path / "empty").mkdir()
-    result = run_coloi("export", tmp_path / "empty", tmp_path / "out", "--calibration", "x",
-                       "--check", "y")
+    result = run_coloi(
+        "export", tmp_path / "empty", tmp_path / "out", "--calibration", "x", "--check", "y"
+    )
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
-        f"coloi: error: {tmp_path / 'empty'}: not a training run (it has no run.json)"]
+        f"coloi: error: {tmp_path / 'empty'}: not a training run (it has no run.json)"
+    ]
 
 
 def test_train_on_a_folder_without_photos(tmp_path: Path) -> None:
@@ -134,8 +136,10 @@ def test_eval_json_is_strict_json(cli, tmp_path: Path) -> None:
 
     report = json.loads(result.stdout, parse_constant=refuse)
     assert report["photos"] == 1
-    assert _finite({"psnr": math.inf, "rows": [math.nan, 1.5]}) == {"psnr": None,
-                                                                      "rows": [None, 1.5]}
+    assert _finite({"psnr": math.inf, "rows": [math.nan, 1.5]}) == {
+        "psnr": None,
+        "rows": [None, 1.5],
+    }
 
 
 def test_under_systemd_lines_carry_their_syslog_priority(tmp_path: Path) -> None:
@@ -146,16 +150,25 @@ def test_under_systemd_lines_carry_their_syslog_priority(tmp_path: Path) -> None
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "bad.jpg").write_bytes(b"not a photo")
     cv2.imwrite(str(tmp_path / "in" / "good.png"), natural_photo())
-    journal = run_coloi("run", "-b", "tflite", tmp_path / "in", "-o", tmp_path / "a",
-                        env={"JOURNAL_STREAM": "8:12345"})
+    journal = run_coloi(
+        "run",
+        "-b",
+        "tflite",
+        tmp_path / "in",
+        "-o",
+        tmp_path / "a",
+        env={"JOURNAL_STREAM": "8:12345"},
+    )
     assert journal.returncode == 1
     lines = journal.stderr.strip().splitlines()
     assert any(line.startswith("<3>coloi: ") and "bad.jpg" in line for line in lines), lines
     assert any(line.startswith("<6>coloi: 1 colourised, 1 failed") for line in lines), lines
     assert journal.stdout.strip() == str(tmp_path / "a" / "good.png")
-    plain = run_coloi("run", "-b", "tflite", tmp_path / "in", "-o", tmp_path / "b",
-                      env={"JOURNAL_STREAM": ""})
+    plain = run_coloi(
+        "run", "-b", "tflite", tmp_path / "in", "-o", tmp_path / "b", env={"JOURNAL_STREAM": ""}
+    )
     assert all(line.startswith("coloi: ") for line in plain.stderr.strip().splitlines())
     missing = run_coloi("run", "-b", "nope", tmp_path / "in", env={"JOURNAL_STREAM": "8:1"})
     assert missing.stderr.strip().splitlines() == [
-        "<3>coloi: error: unknown backend 'nope' (installed: tf-gpu, tflite)"], missing.stderr
+        "<3>coloi: error: unknown backend 'nope' (installed: tf-gpu, tflite)"
+    ], missing.stderr

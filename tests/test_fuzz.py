@@ -32,11 +32,12 @@ HANG_SECONDS = 5
 
 
 def _encoded(fmt: str, mode: str = "RGB", frames: int = 1, **options: object) -> bytes:
-    images = [Image.fromarray(natural_photo(24, 32, seed)[:, :, ::-1]).convert(mode)
-              for seed in range(frames)]
+    images = [
+        Image.fromarray(natural_photo(24, 32, seed)[:, :, ::-1]).convert(mode)
+        for seed in range(frames)
+    ]
     buffer = io.BytesIO()
-    images[0].save(buffer, format=fmt, save_all=frames > 1, append_images=images[1:],
-                   **options)
+    images[0].save(buffer, format=fmt, save_all=frames > 1, append_images=images[1:], **options)
     return buffer.getvalue()
 
 
@@ -48,8 +49,10 @@ def _grey16_png() -> bytes:
 
 
 # An EXIF block with orientation 1 (a tag to parse, no rotation to account for).
-EXIF = (b"Exif\x00\x00II*\x00\x08\x00\x00\x00\x01\x00\x12\x01\x03\x00\x01\x00\x00\x00"
-        b"\x01\x00\x00\x00\x00\x00\x00\x00")
+EXIF = (
+    b"Exif\x00\x00II*\x00\x08\x00\x00\x00\x01\x00\x12\x01\x03\x00\x01\x00\x00\x00"
+    b"\x01\x00\x00\x00\x00\x00\x00\x00"
+)
 SEEDS = {
     "jpeg": _encoded("JPEG", exif=EXIF),
     "jpeg-progressive": _encoded("JPEG", "L", progressive=True),
@@ -128,12 +131,13 @@ def mutated(draw: st.DrawFn) -> bytes:
         elif kind == "insert":
             data[at:at] = draw(st.binary(min_size=1, max_size=16))
         elif kind == "delete":
-            del data[at:at + draw(st.integers(1, 16))]
+            del data[at : at + draw(st.integers(1, 16))]
     return bytes(data)
 
 
-FUZZ = settings(max_examples=200, deadline=None, derandomize=True,
-                suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(
+    max_examples=200, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
+)
 
 
 @pytest.mark.parametrize("name", sorted(ALL_SEEDS))

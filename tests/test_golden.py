@@ -19,12 +19,14 @@ EXPECTED = json.loads((REPO / "tests" / "golden" / "expected_ab.json").read_text
 
 def test_expectations_belong_to_the_shipped_models() -> None:
     assert EXPECTED["models"] == colour_models(), (
-        "run tests/golden/regenerate.py after a model change")
+        "run tests/golden/regenerate.py after a model change"
+    )
 
 
 # int8 quantisation moves a*b* a little; the float model must match almost exactly.
-@pytest.mark.parametrize(("backend", "tolerance"), [
-    pytest.param("tf-gpu", 0.5, marks=needs_tf), ("tflite", 3.0)])
+@pytest.mark.parametrize(
+    ("backend", "tolerance"), [pytest.param("tf-gpu", 0.5, marks=needs_tf), ("tflite", 3.0)]
+)
 def test_sample_photos_match_expectations(backend: str, tolerance: float) -> None:
     colouriser = Colouriser(get_registry().backend(backend)(BackendSettings()))
     for name in PHOTOS:

@@ -49,22 +49,30 @@ def _rgb(height: int = 64, width: int = 80, seed: int = 0) -> Image.Image:
 
 
 def _png_chunk(kind: bytes, body: bytes) -> bytes:
-    return (struct.pack(">I", len(body)) + kind + body
-            + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF))
+    return (
+        struct.pack(">I", len(body))
+        + kind
+        + body
+        + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+    )
 
 
 def _png_bomb() -> bytes:
     """A 100-byte PNG whose header claims 100000 x 100000 pixels (10 gigapixels)."""
     header = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 0, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header)
-            + _png_chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + _png_chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", header)
+        + _png_chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+        + _png_chunk(b"IEND", b"")
+    )
 
 
 def _png_chunk_bomb() -> bytes:
     """A small valid PNG whose IDAT claims to be 4 GB long (OpenCV would allocate that)."""
     data = bytearray(_save(Image.new("L", (32, 24), 90), "PNG"))
     at = data.index(b"IDAT") - 4
-    data[at:at + 4] = struct.pack(">I", 0xFF000062)
+    data[at : at + 4] = struct.pack(">I", 0xFF000062)
     return bytes(data)
 
 
@@ -78,8 +86,12 @@ def _cmyk_icc() -> bytes:
 
 
 def _alpha_png() -> bytes:
-    rgba = np.dstack([natural_photo(64, 80)[:, :, ::-1],
-                      np.tile(np.linspace(0, 255, 80).astype(np.uint8), (64, 1))])
+    rgba = np.dstack(
+        [
+            natural_photo(64, 80)[:, :, ::-1],
+            np.tile(np.linspace(0, 255, 80).astype(np.uint8), (64, 1)),
+        ]
+    )
     return _save(Image.fromarray(rgba, "RGBA"), "PNG")
 
 
@@ -147,17 +159,23 @@ CASES = [
     Case("4 GB chunk.png", _png_chunk_bomb(), "truncated PNG file"),
     Case("animated.gif", _frames("GIF", 3, "P"), "animated GIF (3 frames)"),
     Case("pages.tif", _frames("TIFF", 2), "multi-page TIFF (2 pages)"),
-    Case("cmyk.jpg", _save(_rgb().convert("CMYK"), "JPEG", icc_profile=_cmyk_icc()),
-         check=_check_cmyk),
+    Case(
+        "cmyk.jpg",
+        _save(_rgb().convert("CMYK"), "JPEG", icc_profile=_cmyk_icc()),
+        check=_check_cmyk,
+    ),
     Case("palette.png", _save(_rgb().convert("P"), "PNG"), check=_check_colourised),
     Case("alpha.png", _alpha_png(), check=_check_alpha),
-    Case("still.gif", _save(_rgb().convert("P"), "GIF"), output="still.gif.png",
-         check=_check_colourised),
+    Case(
+        "still.gif",
+        _save(_rgb().convert("P"), "GIF"),
+        output="still.gif.png",
+        check=_check_colourised,
+    ),
     Case("dot.png", _save(Image.new("L", (1, 1), 128), "PNG"), check=_check_shape(1, 1)),
     Case("dot.jpg", _save(Image.new("L", (1, 1), 128), "JPEG"), check=_check_shape(1, 1)),
     Case("line.png", _save(Image.new("L", (300, 1), 128), "PNG"), check=_check_shape(1, 300)),
-    Case("column.webp", _save(Image.new("L", (1, 200), 128), "WEBP"),
-         check=_check_shape(200, 1)),
+    Case("column.webp", _save(Image.new("L", (1, 200), 128), "WEBP"), check=_check_shape(200, 1)),
     Case("old photo, 1952.jpg", _JPEG, check=_check_colourised),
     Case(ACCENTED, _PNG, check=_check_colourised),
     Case("祖父の写真.tif", _TIFF, check=_check_colourised),
@@ -169,8 +187,11 @@ GOOD = [case for case in CASES if not case.reason]
 
 def _snapshot(folder: Path) -> dict[str, bytes]:
     """Every regular file's bytes under ``folder``, by relative path (links not followed)."""
-    return {p.relative_to(folder).as_posix(): p.read_bytes()
-            for p in sorted(folder.rglob("*")) if p.is_file() and not p.is_symlink()}
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and not p.is_symlink()
+    }
 
 
 def _partials(folder: Path) -> list[Path]:
@@ -189,8 +210,12 @@ def tmpfs() -> Iterator[Callable[[Path, str], None]]:
     def mount(folder: Path, options: str) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         try:
-            result = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs",
-                                     str(folder)], capture_output=True, text=True, check=False)
+            result = subprocess.run(
+                ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
         except FileNotFoundError:
             pytest.skip("cannot mount a tmpfs here (no mount command)")
         if result.returncode != 0:
@@ -248,7 +273,8 @@ def test_run_awkward_but_good_input(cli, tmp_path: Path, case: Case) -> None:
     result = _run_case(cli, tmp_path, case)
     assert result.exit_code == 0, result.stderr
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
-        ["good.png", case.output_name])
+        ["good.png", case.output_name]
+    )
     assert case.check is not None
     case.check(tmp_path / "in" / case.name, tmp_path / "out" / case.output_name)
 
@@ -300,16 +326,16 @@ def test_run_limits(cli, tmp_path: Path) -> None:
     photo.write_bytes(_JPEG)
     result = cli("run", "-b", "tflite", photo, "--max-bytes", "1000", "-o", tmp_path / "a")
     assert result.exit_code == 1
-    assert f"p.jpg: file of {len(_JPEG):,} bytes is over the limit of 1,000 bytes" in \
-        result.stderr
+    assert f"p.jpg: file of {len(_JPEG):,} bytes is over the limit of 1,000 bytes" in result.stderr
     result = cli("run", "-b", "tflite", photo, "--max-pixels", "5000", "-o", tmp_path / "b")
     assert result.exit_code == 1
     assert "p.jpg: 80x64 pixels is over the limit of 5,000 pixels" in result.stderr
     assert cli("run", "-b", "tflite", photo, "-o", tmp_path / "c").exit_code == 0
 
 
-def test_run_file_removed_between_planning_and_reading(cli, tmp_path: Path,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_run_file_removed_between_planning_and_reading(
+    cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import coloi.batch
 
     folder = tmp_path / "in"
@@ -439,9 +465,23 @@ def daemon(tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
         log_path = tmp_path / f"daemon-{len(started)}.log"
         with log_path.open("wb") as log:
             process = subprocess.Popen(
-                [str(Path(sys.executable).parent / "coloi"), "watch", str(watched), "-o",
-                 str(out), "-b", "tflite", "--settle", "0.3", "--poll-interval", "0.2",
-                 *extra], stderr=log, stdout=subprocess.DEVNULL)
+                [
+                    str(Path(sys.executable).parent / "coloi"),
+                    "watch",
+                    str(watched),
+                    "-o",
+                    str(out),
+                    "-b",
+                    "tflite",
+                    "--settle",
+                    "0.3",
+                    "--poll-interval",
+                    "0.2",
+                    *extra,
+                ],
+                stderr=log,
+                stdout=subprocess.DEVNULL,
+            )
         started.append(Daemon(process, log_path))
         return started[-1]
 
@@ -453,8 +493,11 @@ def daemon(tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
 
 
 def _outputs(out: Path) -> list[str]:
-    return sorted(p.relative_to(out).as_posix() for p in out.rglob("*")
-                  if p.is_file() and not p.name.startswith("."))
+    return sorted(
+        p.relative_to(out).as_posix()
+        for p in out.rglob("*")
+        if p.is_file() and not p.name.startswith(".")
+    )
 
 
 def _journal(out: Path) -> dict[str, dict[str, object]]:
@@ -489,8 +532,12 @@ def test_watch_battery(tmp_path: Path, daemon: Callable[..., Daemon], polling: b
         partial.rename(watched / case.name)
     expected = sorted([case.output_name for case in GOOD] + ["alias.png"])
     failures = {case.name: case.reason for case in BAD} | {"pipe.jpg": "not a regular file"}
-    running.wait_for(lambda: _outputs(out) == expected and all(
-        running.lines_about(f"failed {name}:") for name in failures))
+    running.wait_for(
+        lambda: (
+            _outputs(out) == expected
+            and all(running.lines_about(f"failed {name}:") for name in failures)
+        )
+    )
     time.sleep(1.0)  # nothing more happens
     log = running.stop()
 
@@ -503,16 +550,17 @@ def test_watch_battery(tmp_path: Path, daemon: Callable[..., Daemon], polling: b
     for name, reason in failures.items():
         lines = running.lines_about(name)
         assert len(lines) == 1 and f"failed {name}: {reason}" in lines[0], log
-    for name, reason in (("escape.jpg", "a link to outside the watched folder"),
-                         ("loop.jpg", "a link that leads round in a loop")):
+    for name, reason in (
+        ("escape.jpg", "a link to outside the watched folder"),
+        ("loop.jpg", "a link that leads round in a loop"),
+    ):
         assert f"ignored {name}: {reason}" in log
     assert not (out / "linked album").exists()  # a linked folder is not followed
     assert _snapshot(watched) == {case.name: case.data for case in CASES}
     assert (outside / "secret.jpg").read_bytes() == _JPEG
     assert not _partials(out)
     journal = _journal(out)
-    assert {name for name, entry in journal.items() if entry["result"] == "failed"} == set(
-        failures)
+    assert {name for name, entry in journal.items() if entry["result"] == "failed"} == set(failures)
 
 
 @pytest.mark.slow
@@ -525,8 +573,13 @@ def test_watch_limits_and_photo_timeout(tmp_path: Path, daemon: Callable[..., Da
     cv2.imwrite(str(watched / "slow.png"), ((x + y) % 256).astype(np.uint8))
     (watched / "heavy.jpg").write_bytes(_save(_rgb(800, 1000), "JPEG"))  # about 90 kB
     running = daemon(watched, out, "--photo-timeout", "0.3", "--max-bytes", "60000")
-    running.wait_for(lambda: _outputs(out) == ["before.png"] and bool(
-        running.lines_about("failed slow.png")) and bool(running.lines_about("failed heavy")))
+    running.wait_for(
+        lambda: (
+            _outputs(out) == ["before.png"]
+            and bool(running.lines_about("failed slow.png"))
+            and bool(running.lines_about("failed heavy"))
+        )
+    )
     cv2.imwrite(str(watched / "after.png"), natural_photo(seed=1))  # it keeps going
     running.wait_for(lambda: _outputs(out) == ["after.png", "before.png"])
     log = running.stop()
@@ -546,8 +599,7 @@ def test_watch_limits_and_photo_timeout(tmp_path: Path, daemon: Callable[..., Da
 
 
 @pytest.mark.slow
-def test_watch_sigterm_during_a_timed_photo(tmp_path: Path,
-                                            daemon: Callable[..., Daemon]) -> None:
+def test_watch_sigterm_during_a_timed_photo(tmp_path: Path, daemon: Callable[..., Daemon]) -> None:
     """The time limit's signal and the shutdown signals work together: SIGTERM mid-photo
     still finishes that photo and exits 0, without a stray alarm afterwards."""
     watched, out = tmp_path / "scans", tmp_path / "out"
@@ -573,8 +625,13 @@ def test_watch_full_disk_and_read_only_subfolder(tmp_path: Path, daemon, tmpfs) 
     cv2.imwrite(str(watched / "locked" / "l.png"), natural_photo(seed=2))
     before = _snapshot(watched)
     running = daemon(watched, out)
-    running.wait_for(lambda: "a.png" in _outputs(out) and bool(
-        running.lines_about("failed big.tif")) and bool(running.lines_about("failed locked")))
+    running.wait_for(
+        lambda: (
+            "a.png" in _outputs(out)
+            and bool(running.lines_about("failed big.tif"))
+            and bool(running.lines_about("failed locked"))
+        )
+    )
     cv2.imwrite(str(watched / "z.png"), natural_photo(seed=3))  # still working
     running.wait_for(lambda: _outputs(out) == ["a.png", "z.png"])
     log = running.stop()
@@ -596,7 +653,8 @@ def test_watch_read_only_output_folder(cli, tmp_path: Path, tmpfs) -> None:  # t
     assert result.exit_code == 1
     assert result.stderr.strip().splitlines() == [
         f"coloi: error: {tmp_path / 'out'}: cannot keep the journal in the output folder "
-        f"({os.strerror(30 if os.geteuid() == 0 else 13)})"]
+        f"({os.strerror(30 if os.geteuid() == 0 else 13)})"
+    ]
 
 
 def test_watch_file_removed_before_it_is_read(tmp_path: Path) -> None:
@@ -643,7 +701,8 @@ def test_watch_file_removed_before_it_is_read(tmp_path: Path) -> None:
         logger.removeHandler(handler)
         logger.setLevel(level)
     assert [r for r in records if "gone.png" in r] == [
-        "skipped gone.png: removed before it could be read"]
+        "skipped gone.png: removed before it could be read"
+    ]
     assert (out / "next.png").exists() and not runner.is_alive()
     # Noted as started and then to be retried, but never as done or failed.
     entries = [json.loads(line) for line in (out / JOURNAL).read_text().splitlines()]

@@ -26,16 +26,19 @@ def snapshot(root: Path) -> dict[str, bytes]:
 
 
 @pytest.mark.parametrize("command", ["run", "watch"])
-@pytest.mark.parametrize(("source", "target"), [
-    ("in", "."),        # output above the input: in/x.png would be written over in/in/x.png
-    ("in", "in"),       # the same folder
-    ("in", "in/out"),   # output inside the input
-])
-def test_overlapping_folders_are_refused(nested: Path, command: str, source: str,
-                                         target: str) -> None:
+@pytest.mark.parametrize(
+    ("source", "target"),
+    [
+        ("in", "."),  # output above the input: in/x.png would be written over in/in/x.png
+        ("in", "in"),  # the same folder
+        ("in", "in/out"),  # output inside the input
+    ],
+)
+def test_overlapping_folders_are_refused(
+    nested: Path, command: str, source: str, target: str
+) -> None:
     before = snapshot(nested)
-    result = run_coloi(command, nested / source, "-o", nested / target, "-b", "tflite",
-                       timeout=60)
+    result = run_coloi(command, nested / source, "-o", nested / target, "-b", "tflite", timeout=60)
     assert result.returncode != 0
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "overlap" in lines[0], result.stderr

@@ -80,7 +80,7 @@ GOOD = textwrap.dedent('''
         return [Shift]
 ''')
 
-DUPLICATE = textwrap.dedent('''
+DUPLICATE = textwrap.dedent("""
     from coloi import hookimpl
     from coloi.backend import Backend
 
@@ -98,11 +98,12 @@ DUPLICATE = textwrap.dedent('''
     @hookimpl
     def coloi_register_backends():
         return [Impostor]
-''')
+""")
 
 
-def fake_distribution(root: Path, name: str, entry_points: dict[str, str],
-                      modules: dict[str, str]) -> Path:
+def fake_distribution(
+    root: Path, name: str, entry_points: dict[str, str], modules: dict[str, str]
+) -> Path:
     """Install distribution ``name`` 0.1 into ``root`` by hand: its dist-info and modules."""
     dist_info = root / f"{name.replace('-', '_')}-0.1.dist-info"
     dist_info.mkdir(parents=True)
@@ -118,9 +119,13 @@ def coloi(root: Path, *args: str | Path, **env: str) -> subprocess.CompletedProc
     """Run ``coloi ARGS`` with the fake distributions in ``root`` installed, and no plugin
     settings inherited from the environment except ``env``."""
     path = os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH", "")]))
-    clean = {"COLOI_DISABLE_PLUGIN_AUTOLOAD": "", "COLOI_PLUGINS": "",
-             "COLOI_BLOCK_PLUGINS": "", "XDG_CONFIG_HOME": str(root / "config"),
-             "COLOI_CONFIG": ""}
+    clean = {
+        "COLOI_DISABLE_PLUGIN_AUTOLOAD": "",
+        "COLOI_PLUGINS": "",
+        "COLOI_BLOCK_PLUGINS": "",
+        "XDG_CONFIG_HOME": str(root / "config"),
+        "COLOI_CONFIG": "",
+    }
     return run_coloi(*args, env={**clean, "PYTHONPATH": path, **env})
 
 
@@ -129,20 +134,31 @@ def names(result: subprocess.CompletedProcess[str]) -> set[str]:
     return {row["name"] for row in json.loads(result.stdout)}
 
 
-BUILTINS = {"tflite", "tf-gpu", "autolevels", "denoise", "crop-border", "saturation", "warmth",
-            "chroma-edges", "compare"}
+BUILTINS = {
+    "tflite",
+    "tf-gpu",
+    "autolevels",
+    "denoise",
+    "crop-border",
+    "saturation",
+    "warmth",
+    "chroma-edges",
+    "compare",
+}
 
 
 @pytest.fixture
 def broken(tmp_path: Path) -> Path:
-    return fake_distribution(tmp_path / "site", "coloi-broken", {"broken": "coloi_broken"},
-                             {"coloi_broken": BROKEN})
+    return fake_distribution(
+        tmp_path / "site", "coloi-broken", {"broken": "coloi_broken"}, {"coloi_broken": BROKEN}
+    )
 
 
 @pytest.fixture
 def good(tmp_path: Path) -> Path:
-    return fake_distribution(tmp_path / "site", "coloi-good", {"good": "coloi_good"},
-                             {"coloi_good": GOOD})
+    return fake_distribution(
+        tmp_path / "site", "coloi-good", {"good": "coloi_good"}, {"coloi_good": GOOD}
+    )
 
 
 def test_a_plugin_failing_at_import_is_a_one_line_error_naming_it(broken: Path) -> None:
@@ -168,16 +184,18 @@ def test_blocking_the_broken_plugin(broken: Path) -> None:
 
 
 def test_autoload_off_skips_third_party_plugins_but_loads_the_builtins(broken: Path) -> None:
-    assert names(coloi(broken, "plugins", "--json",
-                                   COLOI_DISABLE_PLUGIN_AUTOLOAD="1")) >= BUILTINS
+    assert names(coloi(broken, "plugins", "--json", COLOI_DISABLE_PLUGIN_AUTOLOAD="1")) >= BUILTINS
     # COLOI_PLUGINS names third-party plugins to load anyway.
     named = coloi(broken, "plugins", COLOI_DISABLE_PLUGIN_AUTOLOAD="1", COLOI_PLUGINS="broken")
     assert named.returncode == 1 and "plugin 'broken'" in named.stderr
 
 
 def test_blocking_a_builtin(good: Path) -> None:
-    listed = names(coloi(good, "--block-plugin", "postprocess", "--block-plugin", "tf-gpu",
-                         "plugins", "--json"))
+    listed = names(
+        coloi(
+            good, "--block-plugin", "postprocess", "--block-plugin", "tf-gpu", "plugins", "--json"
+        )
+    )
     assert "saturation" not in listed and "tf-gpu" not in listed
     assert {"tflite", "autolevels", "test-shift"} <= listed
 
@@ -187,20 +205,36 @@ def test_a_third_party_plugin_uses_every_hook(good: Path, tmp_path: Path) -> Non
     assert result.returncode == 0, result.stderr
     rows = {row["name"]: row for row in json.loads(result.stdout)}
     assert {rows[n]["kind"] for n in ("test-constant", "test-invert", "test-shift")} == {
-        "backend", "preprocess", "postprocess"}
+        "backend",
+        "preprocess",
+        "postprocess",
+    }
     assert rows["test-shift"]["plugin"] == "good"
     assert rows["test-shift"]["distribution"] == "coloi-good"
     assert rows["test-shift"]["version"] == "0.1"
     assert set(rows) >= BUILTINS
-    assert "test-shift" not in names(coloi(good, "plugins", "--json",
-                                           COLOI_DISABLE_PLUGIN_AUTOLOAD="1"))
-    assert "test-shift" in names(coloi(good, "plugins", "--json",
-                                       COLOI_DISABLE_PLUGIN_AUTOLOAD="1", COLOI_PLUGINS="good"))
+    assert "test-shift" not in names(
+        coloi(good, "plugins", "--json", COLOI_DISABLE_PLUGIN_AUTOLOAD="1")
+    )
+    assert "test-shift" in names(
+        coloi(good, "plugins", "--json", COLOI_DISABLE_PLUGIN_AUTOLOAD="1", COLOI_PLUGINS="good")
+    )
 
     grey = np.tile(np.linspace(20, 230, 64, dtype=np.float32), (48, 1)).astype(np.uint8)
     cv2.imwrite(str(tmp_path / "grey.png"), grey)
-    ran = coloi(good, "run", "-b", "test-constant", "--pre", "test-invert", "--post",
-                "test-shift:by=5", tmp_path / "grey.png", "-o", tmp_path / "out")
+    ran = coloi(
+        good,
+        "run",
+        "-b",
+        "test-constant",
+        "--pre",
+        "test-invert",
+        "--post",
+        "test-shift:by=5",
+        tmp_path / "grey.png",
+        "-o",
+        tmp_path / "out",
+    )
     assert ran.returncode == 0, ran.stderr
     lab = bgr_to_lab(cv2.imread(str(tmp_path / "out" / "grey.png")))
     middle = lab[:, 24:40]  # away from the gamut's edges at black and white
@@ -209,8 +243,12 @@ def test_a_third_party_plugin_uses_every_hook(good: Path, tmp_path: Path) -> Non
 
 
 def test_a_duplicate_backend_name_is_a_clear_error(tmp_path: Path) -> None:
-    root = fake_distribution(tmp_path / "site", "coloi-impostor", {"impostor": "coloi_impostor"},
-                             {"coloi_impostor": DUPLICATE})
+    root = fake_distribution(
+        tmp_path / "site",
+        "coloi-impostor",
+        {"impostor": "coloi_impostor"},
+        {"coloi_impostor": DUPLICATE},
+    )
     result = coloi(root, "plugins")
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
@@ -222,8 +260,9 @@ def test_a_duplicate_backend_name_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_an_entry_point_name_taken_by_two_distributions_is_an_error(tmp_path: Path) -> None:
     # Blocking is by entry-point name, so two plugins called "tflite" cannot be told apart.
-    root = fake_distribution(tmp_path / "site", "coloi-shadow", {"tflite": "coloi_good"},
-                             {"coloi_good": GOOD})
+    root = fake_distribution(
+        tmp_path / "site", "coloi-shadow", {"tflite": "coloi_good"}, {"coloi_good": GOOD}
+    )
     result = coloi(root, "plugins")
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
@@ -232,6 +271,7 @@ def test_an_entry_point_name_taken_by_two_distributions_is_an_error(tmp_path: Pa
 
 
 # --- the registry, in-process ------------------------------------------------------------------
+
 
 def registry_of(*plugins: object) -> Registry:
     manager = ColoiPluginManager()
@@ -249,7 +289,7 @@ def plugin_module(source: str, name: str) -> types.ModuleType:
 
 
 def test_duplicate_step_names_between_plugins_are_an_error() -> None:
-    source = '''
+    source = """
         from coloi import hookimpl
         from coloi.steps import PostprocessStep
 
@@ -262,21 +302,24 @@ def test_duplicate_step_names_between_plugins_are_an_error() -> None:
         @hookimpl
         def coloi_register_postprocessors():
             return [Twin]
-    '''
+    """
     first, second = plugin_module(source, "first"), plugin_module(source, "second")
     with pytest.raises(PluginError, match="postprocess 'twin' is already registered by plugin"):
         registry_of(first, second)
 
 
-@pytest.mark.parametrize(("body", "message"), [
-    ("return [object]", "not a subclass of Backend"),
-    ("return ['tflite']", "not a subclass of Backend"),
-    ("raise ValueError('boom')", "coloi_register_backends failed: ValueError: boom"),
-    ("return [Nameless]", "has no name"),
-    ("return Nameless", "returned <class 'bad.Nameless'>, not a list of classes"),
-])
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("return [object]", "not a subclass of Backend"),
+        ("return ['tflite']", "not a subclass of Backend"),
+        ("raise ValueError('boom')", "coloi_register_backends failed: ValueError: boom"),
+        ("return [Nameless]", "has no name"),
+        ("return Nameless", "returned <class 'bad.Nameless'>, not a list of classes"),
+    ],
+)
 def test_invalid_registrations_are_plugin_errors(body: str, message: str) -> None:
-    source = f'''
+    source = f"""
         from coloi import hookimpl
         from coloi.backend import Backend
 
@@ -290,19 +333,19 @@ def test_invalid_registrations_are_plugin_errors(body: str, message: str) -> Non
         @hookimpl
         def coloi_register_backends():
             {body}
-    '''
+    """
     with pytest.raises(PluginError, match=message):
         registry_of(plugin_module(source, "bad"))
 
 
 def test_none_registers_nothing() -> None:
-    source = '''
+    source = """
         from coloi import hookimpl
 
         @hookimpl
         def coloi_register_preprocessors():
             return None
-    '''
+    """
     registry = registry_of(plugin_module(source, "empty"))
     assert registry.preprocessors == {}
 
@@ -321,7 +364,7 @@ def test_hooks_are_called_through_pluggy() -> None:
     """pluggy, not coloi, calls each implementation: its hookimpl options are honoured (an
     optional hook a plugin implements for a newer coloi is not an error) and an implementation
     whose arguments the hook does not have, or a misspelt hook, is refused at start-up."""
-    source = '''
+    source = """
         from coloi import hookimpl
         from coloi.steps import PreprocessStep
 
@@ -338,27 +381,27 @@ def test_hooks_are_called_through_pluggy() -> None:
         @hookimpl(optionalhook=True)
         def coloi_register_from_the_future():
             raise AssertionError("never called")
-    '''
+    """
     registry = registry_of(plugin_module(source, "modern"))
     assert list(registry.preprocessors) == ["same"]
     assert registry.preprocessors["same"].plugin == "plugin0"
 
-    wrong_argument = '''
+    wrong_argument = """
         from coloi import hookimpl
 
         @hookimpl
         def coloi_register_backends(no_such_argument):
             return []
-    '''
+    """
     with pytest.raises(PluginError, match=r"plugin 'plugin0': .*no_such_argument"):
         registry_of(plugin_module(wrong_argument, "wrong"))
-    misspelt = '''
+    misspelt = """
         from coloi import hookimpl
 
         @hookimpl
         def coloi_register_backend():
             return []
-    '''
+    """
     with pytest.raises(PluginError, match=r"plugin 'plugin0': .*coloi_register_backend"):
         registry_of(plugin_module(misspelt, "misspelt"))
 

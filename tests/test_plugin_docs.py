@@ -18,8 +18,11 @@ from tests.conftest import REPO
 
 DOCS = REPO / "docs" / "plugins.md"
 
-HOOKS = sorted(name for name, value in vars(hookspecs).items()
-               if name.startswith("coloi_") and inspect.isfunction(value))
+HOOKS = sorted(
+    name
+    for name, value in vars(hookspecs).items()
+    if name.startswith("coloi_") and inspect.isfunction(value)
+)
 
 
 @pytest.fixture(scope="module")
@@ -31,14 +34,16 @@ def docs() -> str:
 def builtin_steps() -> list[tuple[str, type]]:
     """(name, class) of every step coloi itself registers."""
     registry = get_registry()
-    return [(r.name, r.cls) for r in registry.all()
-            if r.kind != "backend" and r.distribution == "coloi"]
+    return [
+        (r.name, r.cls) for r in registry.all() if r.kind != "backend" and r.distribution == "coloi"
+    ]
 
 
 def section(docs: str, heading: str) -> str:
     """The text under a ``### `heading` `` up to the next heading of that level or above."""
-    match = re.search(rf"^### `{re.escape(heading)}`\n(.*?)(?=^#{{1,3}} |\Z)", docs,
-                      re.MULTILINE | re.DOTALL)
+    match = re.search(
+        rf"^### `{re.escape(heading)}`\n(.*?)(?=^#{{1,3}} |\Z)", docs, re.MULTILINE | re.DOTALL
+    )
     assert match, f"docs/plugins.md has no section ### `{heading}`"
     return match.group(1)
 
@@ -55,7 +60,8 @@ def test_every_hook_is_documented(docs: str, hook: str) -> None:
 
 
 def test_every_builtin_step_and_option_is_documented(
-        docs: str, builtin_steps: list[tuple[str, type]]) -> None:
+    docs: str, builtin_steps: list[tuple[str, type]]
+) -> None:
     for name, cls in builtin_steps:
         text = section(docs, name)
         assert issubclass(cls, Step)
@@ -64,8 +70,14 @@ def test_every_builtin_step_and_option_is_documented(
 
 
 def test_plugin_control_is_documented(docs: str) -> None:
-    for word in ("COLOI_DISABLE_PLUGIN_AUTOLOAD=1", "COLOI_PLUGINS=a,b", "COLOI_BLOCK_PLUGINS=a,b",
-                 "--block-plugin NAME", "[project.entry-points.coloi]", "## Trust model"):
+    for word in (
+        "COLOI_DISABLE_PLUGIN_AUTOLOAD=1",
+        "COLOI_PLUGINS=a,b",
+        "COLOI_BLOCK_PLUGINS=a,b",
+        "--block-plugin NAME",
+        "[project.entry-points.coloi]",
+        "## Trust model",
+    ):
         assert word in docs
 
 

@@ -94,8 +94,9 @@ def test_leftovers_of_an_interrupted_run_are_removed(cli, tmp_path: Path) -> Non
     leftovers = [
         # Written by a process of another machine (host 0badc0de): taken for dead.
         out / f"{_partial_prefix(out / 'a.png')}0badc0de-4242-0123abcd.coloi-partial",
-        out / "sub" / (_partial_prefix(out / "sub" / "b.jpg")
-                       + "0badc0de-4243-89abcdef.coloi-partial"),
+        out
+        / "sub"
+        / (_partial_prefix(out / "sub" / "b.jpg") + "0badc0de-4243-89abcdef.coloi-partial"),
     ]
     kept = [
         out / ".coloi-journal.json.coloi-partial",  # not a photo's temporary name

@@ -34,22 +34,39 @@ def test_colourises_a_real_grey_photo(cli, tmp_path: Path, backend: str) -> None
 @needs_tf
 def test_backends_agree(cli, tmp_path: Path) -> None:
     for backend in ("tflite", "tf-gpu"):
-        assert cli("run", "-b", backend, "-f", "png", SAMPLES / "chelsea.jpg",
-                   "-o", tmp_path / backend).exit_code == 0
-    ab = [bgr_to_lab(cv2.imread(str(tmp_path / b / "chelsea.png")))[:, :, 1:]
-          for b in ("tflite", "tf-gpu")]
+        assert (
+            cli(
+                "run", "-b", backend, "-f", "png", SAMPLES / "chelsea.jpg", "-o", tmp_path / backend
+            ).exit_code
+            == 0
+        )
+    ab = [
+        bgr_to_lab(cv2.imread(str(tmp_path / b / "chelsea.png")))[:, :, 1:]
+        for b in ("tflite", "tf-gpu")
+    ]
     assert np.abs(ab[0] - ab[1]).mean() < 3.0
 
 
 def test_colour_input_is_colourised_from_its_luminance(cli, tmp_path: Path) -> None:
     colour = cv2.imread(str(SAMPLES / "coffee.jpg"))
-    sepia = cv2.transform(colour, np.array([[0.27, 0.53, 0.13], [0.35, 0.69, 0.17],
-                                            [0.39, 0.77, 0.19]]))
+    sepia = cv2.transform(
+        colour, np.array([[0.27, 0.53, 0.13], [0.35, 0.69, 0.17], [0.39, 0.77, 0.19]])
+    )
     grey = cv2.cvtColor(to_grey(colour), cv2.COLOR_GRAY2BGR)
     for name, image in (("colour", colour), ("grey", grey)):
         cv2.imwrite(str(tmp_path / f"{name}.png"), image)
-    assert cli("run", "-b", "tflite", tmp_path / "colour.png", tmp_path / "grey.png",
-               "-o", tmp_path / "out").exit_code == 0
+    assert (
+        cli(
+            "run",
+            "-b",
+            "tflite",
+            tmp_path / "colour.png",
+            tmp_path / "grey.png",
+            "-o",
+            tmp_path / "out",
+        ).exit_code
+        == 0
+    )
     a = cv2.imread(str(tmp_path / "out" / "colour.png"))
     b = cv2.imread(str(tmp_path / "out" / "grey.png"))
     assert np.array_equal(a, b)  # only the luminance matters
@@ -69,8 +86,10 @@ def test_formats_round_trip(cli, tmp_path: Path, suffix: str) -> None:
 
 @pytest.mark.parametrize("suffix", [".png", ".tif"])
 def test_sixteen_bit_in_gives_sixteen_bit_out(cli, tmp_path: Path, suffix: str) -> None:
-    grey16 = (cv2.cvtColor(natural_photo(), cv2.COLOR_BGR2GRAY).astype(np.uint16) * 257
-              + np.arange(128, dtype=np.uint16)[None, :])  # detail below 8 bits
+    grey16 = (
+        cv2.cvtColor(natural_photo(), cv2.COLOR_BGR2GRAY).astype(np.uint16) * 257
+        + np.arange(128, dtype=np.uint16)[None, :]
+    )  # detail below 8 bits
     source = tmp_path / f"scan{suffix}"
     cv2.imwrite(str(source), grey16)
     assert cli("run", "-b", "tflite", source, "-o", tmp_path / "out").exit_code == 0
@@ -86,10 +105,15 @@ def test_grey_and_rgb_scans_of_the_same_photo_match(cli, tmp_path: Path) -> None
     grey = cv2.cvtColor(natural_photo(), cv2.COLOR_BGR2GRAY)
     cv2.imwrite(str(tmp_path / "g.png"), grey)
     cv2.imwrite(str(tmp_path / "rgb.png"), cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR))
-    assert cli("run", "-b", "tflite", tmp_path / "g.png", tmp_path / "rgb.png",
-               "-o", tmp_path / "o").exit_code == 0
-    assert np.array_equal(cv2.imread(str(tmp_path / "o" / "g.png")),
-                          cv2.imread(str(tmp_path / "o" / "rgb.png")))
+    assert (
+        cli(
+            "run", "-b", "tflite", tmp_path / "g.png", tmp_path / "rgb.png", "-o", tmp_path / "o"
+        ).exit_code
+        == 0
+    )
+    assert np.array_equal(
+        cv2.imread(str(tmp_path / "o" / "g.png")), cv2.imread(str(tmp_path / "o" / "rgb.png"))
+    )
 
 
 def _exif_jpeg(path: Path, pixels: np.ndarray, orientation: int) -> None:
@@ -119,8 +143,10 @@ def test_exif_orientation_is_respected(cli, tmp_path: Path, orientation: int) ->
 
 def test_exif_and_icc_are_carried_over(cli, tmp_path: Path) -> None:
     _exif_jpeg(tmp_path / "p.jpg", natural_photo(), 1)
-    assert cli("run", "-b", "tflite", tmp_path / "p.jpg", "-f", "png", "-o",
-               tmp_path / "o").exit_code == 0
+    assert (
+        cli("run", "-b", "tflite", tmp_path / "p.jpg", "-f", "png", "-o", tmp_path / "o").exit_code
+        == 0
+    )
     assert cli("run", "-b", "tflite", tmp_path / "p.jpg", "-o", tmp_path / "o").exit_code == 0
     for name in ("p.jpg", "p.png"):
         out = Image.open(tmp_path / "o" / name)
@@ -139,8 +165,11 @@ def test_folder_output_mirrors_the_tree(cli, tmp_path: Path) -> None:
     cv2.imwrite(str(single), natural_photo())
     result = cli("run", "-b", "tflite", scans, single, "-o", tmp_path / "out")
     assert result.exit_code == 0, result.stderr
-    made = sorted(p.relative_to(tmp_path / "out").as_posix()
-                  for p in (tmp_path / "out").rglob("*") if p.is_file())
+    made = sorted(
+        p.relative_to(tmp_path / "out").as_posix()
+        for p in (tmp_path / "out").rglob("*")
+        if p.is_file()
+    )
     assert made == ["a/b.png", "c.jpg", "top.jpg"]
 
 
@@ -160,8 +189,9 @@ def test_never_overwrites_without_permission(cli, tmp_path: Path, sample_photo: 
     assert not list(sample_photo.parent.glob(".*"))  # no temporary files left
 
 
-def test_output_into_the_input_folder_refuses_to_replace_inputs(cli, tmp_path: Path,
-                                                                 sample_photo: Path) -> None:
+def test_output_into_the_input_folder_refuses_to_replace_inputs(
+    cli, tmp_path: Path, sample_photo: Path
+) -> None:
     original = sample_photo.read_bytes()
     result = cli("run", "-b", "tflite", sample_photo, "-o", sample_photo.parent, "--overwrite")
     assert result.exit_code == 1
@@ -174,7 +204,9 @@ def test_rerun_on_folder_ignores_its_own_outputs(cli, tmp_path: Path, sample_pho
     result = cli("run", "-b", "tflite", "--skip-existing", sample_photo.parent)
     assert result.exit_code == 0
     assert sorted(p.name for p in sample_photo.parent.iterdir()) == [
-        "chelsea.jpg", "chelsea_colourised.jpg"]
+        "chelsea.jpg",
+        "chelsea_colourised.jpg",
+    ]
 
 
 def test_png_with_alpha_keeps_alpha(cli, tmp_path: Path) -> None:
@@ -198,10 +230,13 @@ def test_progress_is_drawn_on_the_terminal_of_stderr_only(tmp_path: Path) -> Non
         cv2.imwrite(str(tmp_path / "in" / f"p{number}.png"), natural_photo(seed=number))
     controller, terminal = pty.openpty()
     coloi = Path(sys.executable).parent / "coloi"
-    process = subprocess.Popen([str(coloi), "run", "-b", "tflite", str(tmp_path / "in"), "-o",
-                                str(tmp_path / "out")], stdout=subprocess.PIPE,
-                               stderr=terminal, text=True,
-                               env={**os.environ, "COLUMNS": "80", "TERM": "xterm"})
+    process = subprocess.Popen(
+        [str(coloi), "run", "-b", "tflite", str(tmp_path / "in"), "-o", str(tmp_path / "out")],
+        stdout=subprocess.PIPE,
+        stderr=terminal,
+        text=True,
+        env={**os.environ, "COLUMNS": "80", "TERM": "xterm"},
+    )
     os.close(terminal)
     stdout, _ = process.communicate(timeout=120)
     drawn = b""

@@ -706,8 +706,9 @@ def test_page_colourises_an_upload_in_chromium(
         "const s = document.getElementById('vividness'); s.value = 0;"
         "s.dispatchEvent(new Event('input')); s.dispatchEvent(new Event('change'));"
     )
-    _wait(lambda: (chroma_js := driver.execute_script(CHROMA_JS, after)) is not None
-          and chroma_js < 1)
+    _wait(
+        lambda: (chroma_js := driver.execute_script(CHROMA_JS, after)) is not None and chroma_js < 1
+    )
     _wait(lambda: all(card.get_attribute("data-status") == "done" for card in cards))
     # Nothing refused by the page's Content-Security-Policy, no script error, no failed load.
     errors = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]

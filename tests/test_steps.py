@@ -47,6 +47,7 @@ def chroma(bgr: np.ndarray) -> np.ndarray:
 
 # --- autolevels --------------------------------------------------------------------------------
 
+
 def test_autolevels_stretches_a_faded_scan_to_full_range() -> None:
     faded = 0.35 + 0.3 * smooth_grey()  # a washed-out print: 0.365-0.635
     out = AutoLevels().process(faded)
@@ -92,6 +93,7 @@ def test_autolevels_clahe_raises_local_contrast() -> None:
 
 # --- denoise -----------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("method", ["nlmeans", "bilateral"])
 def test_denoise_lowers_noise(method: str) -> None:
     clean = smooth_grey(160, 200)
@@ -120,15 +122,17 @@ def test_denoise_options() -> None:
 
 # --- crop-border -------------------------------------------------------------------------------
 
-def framed(photo: np.ndarray, sides: tuple[int, int, int, int], level: float,
-           noise: float = 0.01) -> np.ndarray:
+
+def framed(
+    photo: np.ndarray, sides: tuple[int, int, int, int], level: float, noise: float = 0.01
+) -> np.ndarray:
     """``photo`` inside a border of grey ``level`` (top, bottom, left, right), with noise."""
     top, bottom, left, right = sides
     height, width = photo.shape
     rng = np.random.default_rng(7)
-    out = (level + rng.normal(0, noise, (height + top + bottom, width + left + right)))
+    out = level + rng.normal(0, noise, (height + top + bottom, width + left + right))
     out = np.clip(out, 0, 1).astype(np.float32)
-    out[top:top + height, left:left + width] = photo
+    out[top : top + height, left : left + width] = photo
     return out
 
 
@@ -170,6 +174,7 @@ def test_crop_border_tolerance() -> None:
 
 
 # --- postprocess steps -------------------------------------------------------------------------
+
 
 def lab_photo(height: int = 64, width: int = 80, seed: int = 0) -> LabPhoto:
     rng = np.random.default_rng(seed)
@@ -220,8 +225,11 @@ def edge_scene(height: int = 192, width: int = 256) -> tuple[LabPhoto, np.ndarra
 def edge_jump(ab: np.ndarray, band: slice) -> float:
     """Colour difference between the two pixels on each side of the edge in the band's middle."""
     edge = (band.start + band.stop) // 2
-    return float(np.linalg.norm(ab[:, edge:edge + 2].mean(axis=(0, 1))
-                                - ab[:, edge - 2:edge].mean(axis=(0, 1))))
+    return float(
+        np.linalg.norm(
+            ab[:, edge : edge + 2].mean(axis=(0, 1)) - ab[:, edge - 2 : edge].mean(axis=(0, 1))
+        )
+    )
 
 
 def test_chroma_edges_reduces_colour_bleeding_across_an_edge() -> None:
@@ -269,13 +277,15 @@ def test_compare_puts_grey_and_colour_side_by_side() -> None:
 
 # --- through the CLI ---------------------------------------------------------------------------
 
+
 def faded_scan(path: Path, border: int = 0) -> Path:
     """A faded grey 'scan' of a synthetic photo, optionally inside a black scanner border."""
     grey = to_grey(natural_photo(96, 128)).astype(np.float32)
     grey = 90 + grey * 0.35  # squeezed into a narrow, grey range
     if border:
-        grey = cv2.copyMakeBorder(grey, border, border, border, border, cv2.BORDER_CONSTANT,
-                                  value=4.0)
+        grey = cv2.copyMakeBorder(
+            grey, border, border, border, border, cv2.BORDER_CONSTANT, value=4.0
+        )
     cv2.imwrite(str(path), grey.astype(np.uint8))
     return path
 
@@ -284,11 +294,22 @@ def test_run_with_steps(cli, tmp_path: Path) -> None:
     source = faded_scan(tmp_path / "scan.png")
     plain = cli("run", "-b", "tflite", source, "-o", tmp_path / "plain")
     assert plain.exit_code == 0, plain.stderr
-    levelled = cli("run", "-b", "tflite", "--pre", "autolevels", source,
-                   "-o", tmp_path / "levelled")
+    levelled = cli(
+        "run", "-b", "tflite", "--pre", "autolevels", source, "-o", tmp_path / "levelled"
+    )
     assert levelled.exit_code == 0, levelled.stderr
-    stepped = cli("run", "-b", "tflite", "--pre", "autolevels", "--post",
-                  "saturation:amount=1.5", source, "-o", tmp_path / "stepped")
+    stepped = cli(
+        "run",
+        "-b",
+        "tflite",
+        "--pre",
+        "autolevels",
+        "--post",
+        "saturation:amount=1.5",
+        source,
+        "-o",
+        tmp_path / "stepped",
+    )
     assert stepped.exit_code == 0, stepped.stderr
     before = cv2.imread(str(tmp_path / "plain" / "scan.png"))
     middle = cv2.imread(str(tmp_path / "levelled" / "scan.png"))
@@ -302,8 +323,10 @@ def test_run_with_steps(cli, tmp_path: Path) -> None:
 
 def test_steps_run_in_the_given_order(cli, tmp_path: Path) -> None:
     source = faded_scan(tmp_path / "scan.png")
-    orders = {"grey": ["--post", "warmth:amount=20", "--post", "saturation:amount=0"],
-              "warm": ["--post", "saturation:amount=0", "--post", "warmth:amount=20"]}
+    orders = {
+        "grey": ["--post", "warmth:amount=20", "--post", "saturation:amount=0"],
+        "warm": ["--post", "saturation:amount=0", "--post", "warmth:amount=20"],
+    }
     for name, args in orders.items():
         result = cli("run", "-b", "tflite", *args, source, "-o", tmp_path / name)
         assert result.exit_code == 0, result.stderr
@@ -313,19 +336,23 @@ def test_steps_run_in_the_given_order(cli, tmp_path: Path) -> None:
     assert warm[:, :, 2].mean() > 12
 
 
-@pytest.mark.parametrize(("option", "spec", "message"), [
-    ("--post", "saturation:amount=lots", "is not a float"),
-    ("--post", "saturation:amount=-1", "outside"),
-    ("--post", "saturation:level=2", "unknown option 'level'"),
-    ("--post", "saturation:amount", "not key=value"),
-    ("--post", "compare:layout=diagonal", "layout"),
-    ("--pre", "denoise:method=median", "method"),
-    ("--pre", "crop-border:tolerance=x", "tolerance"),
-    ("--pre", "sharpen", "unknown preprocess step 'sharpen'"),
-    ("--post", "autolevels", "unknown postprocess step 'autolevels'"),
-])
-def test_bad_step_options_are_a_one_line_error(cli, tmp_path: Path, option: str, spec: str,
-                                               message: str) -> None:
+@pytest.mark.parametrize(
+    ("option", "spec", "message"),
+    [
+        ("--post", "saturation:amount=lots", "is not a float"),
+        ("--post", "saturation:amount=-1", "outside"),
+        ("--post", "saturation:level=2", "unknown option 'level'"),
+        ("--post", "saturation:amount", "not key=value"),
+        ("--post", "compare:layout=diagonal", "layout"),
+        ("--pre", "denoise:method=median", "method"),
+        ("--pre", "crop-border:tolerance=x", "tolerance"),
+        ("--pre", "sharpen", "unknown preprocess step 'sharpen'"),
+        ("--post", "autolevels", "unknown postprocess step 'autolevels'"),
+    ],
+)
+def test_bad_step_options_are_a_one_line_error(
+    cli, tmp_path: Path, option: str, spec: str, message: str
+) -> None:
     source = faded_scan(tmp_path / "scan.png")
     result = cli("run", "-b", "tflite", option, spec, source, "-o", tmp_path / "out")
     assert result.exit_code == 1
@@ -335,12 +362,14 @@ def test_bad_step_options_are_a_one_line_error(cli, tmp_path: Path, option: str,
     assert not (tmp_path / "out").exists()
 
 
-def test_config_file_steps_and_the_command_line_wins(cli, tmp_path: Path,
-                                                     no_user_config: Path) -> None:
+def test_config_file_steps_and_the_command_line_wins(
+    cli, tmp_path: Path, no_user_config: Path
+) -> None:
     source = faded_scan(tmp_path / "scan.png", border=10)
     (no_user_config / "coloi").mkdir(parents=True)
     (no_user_config / "coloi" / "config.toml").write_text(
-        '[run]\npre = ["crop-border"]\npost = ["saturation:amount=0"]\n')
+        '[run]\npre = ["crop-border"]\npost = ["saturation:amount=0"]\n'
+    )
     from_config = cli("run", "-b", "tflite", source, "-o", tmp_path / "config")
     assert from_config.exit_code == 0, from_config.stderr
     out = cv2.imread(str(tmp_path / "config" / "scan.png"))
@@ -348,8 +377,9 @@ def test_config_file_steps_and_the_command_line_wins(cli, tmp_path: Path,
     assert chroma(out).mean() < 1.5  # and its saturation:amount=0
 
     # --post on the command line replaces the config's post list; its pre list still applies.
-    mixed = cli("run", "-b", "tflite", "--post", "warmth:amount=20", source,
-                "-o", tmp_path / "mixed")
+    mixed = cli(
+        "run", "-b", "tflite", "--post", "warmth:amount=20", source, "-o", tmp_path / "mixed"
+    )
     assert mixed.exit_code == 0, mixed.stderr
     out = cv2.imread(str(tmp_path / "mixed" / "scan.png"))
     assert out.shape == (96, 128, 3)
@@ -387,8 +417,16 @@ def test_plugins_lists_the_builtin_steps(cli) -> None:
 @pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
 def test_a_number_option_must_be_finite(cli, sample_photo: Path, value: str) -> None:
     """Round 2, fault 8: saturation:amount=nan passed and wrote a white image."""
-    result = cli("run", sample_photo, "-o", sample_photo.parent / "out", "-b", "tflite",
-                 "--post", f"saturation:amount={value}")
+    result = cli(
+        "run",
+        sample_photo,
+        "-o",
+        sample_photo.parent / "out",
+        "-b",
+        "tflite",
+        "--post",
+        f"saturation:amount={value}",
+    )
     assert result.exit_code != 0
     assert f"amount={value}" in result.stderr and "not a finite number" in result.stderr
     assert not (sample_photo.parent / "out").exists()

@@ -14,8 +14,9 @@ import pytest
 
 from tests.conftest import REPO
 
-pytestmark = pytest.mark.skipif(shutil.which("systemd-analyze") is None,
-                                reason="systemd-analyze is not installed")
+pytestmark = pytest.mark.skipif(
+    shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed"
+)
 COLOI = str(Path(sys.executable).parent / "coloi")
 
 
@@ -27,31 +28,48 @@ def _unit_copy(source: Path, folder: Path, name: str, installed_path: str) -> Pa
     return folder / name
 
 
-@pytest.mark.parametrize(("source", "name", "limit"), [
-    ("coloi-watch@.service", "coloi-watch@family.service", 2.5),
-    ("coloi-serve.service", "coloi-serve.service", 2.0),
-])
-def test_system_unit_verifies_and_is_locked_down(tmp_path: Path, source: str, name: str,
-                                                 limit: float) -> None:
+@pytest.mark.parametrize(
+    ("source", "name", "limit"),
+    [
+        ("coloi-watch@.service", "coloi-watch@family.service", 2.5),
+        ("coloi-serve.service", "coloi-serve.service", 2.0),
+    ],
+)
+def test_system_unit_verifies_and_is_locked_down(
+    tmp_path: Path, source: str, name: str, limit: float
+) -> None:
     unit = _unit_copy(REPO / "systemd" / source, tmp_path, name, "/usr/local/bin/coloi")
-    verify = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True,
-                            text=True, check=False)
+    verify = subprocess.run(
+        ["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, check=False
+    )
     assert verify.returncode == 0, verify.stderr
-    security = subprocess.run(["systemd-analyze", "security", "--offline=true", str(unit)],
-                              capture_output=True, text=True, check=False)
+    security = subprocess.run(
+        ["systemd-analyze", "security", "--offline=true", str(unit)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     score = re.search(r"Overall exposure level for \S+: ([0-9.]+)", security.stdout)
     assert score, security.stdout + security.stderr
     assert float(score.group(1)) <= limit
 
 
 def test_user_unit_verifies(tmp_path: Path) -> None:
-    unit = _unit_copy(REPO / "systemd" / "user" / "coloi-watch.service", tmp_path / "units",
-                      "coloi-watch.service", "%h/.local/bin/coloi")
+    unit = _unit_copy(
+        REPO / "systemd" / "user" / "coloi-watch.service",
+        tmp_path / "units",
+        "coloi-watch.service",
+        "%h/.local/bin/coloi",
+    )
     runtime = tmp_path / "runtime"
     runtime.mkdir(mode=0o700)
-    verify = subprocess.run(["systemd-analyze", "--user", "verify", str(unit)],
-                            capture_output=True, text=True, check=False,
-                            env={**os.environ, "XDG_RUNTIME_DIR": str(runtime)})
+    verify = subprocess.run(
+        ["systemd-analyze", "--user", "verify", str(unit)],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "XDG_RUNTIME_DIR": str(runtime)},
+    )
     assert verify.returncode == 0, verify.stderr
 
 

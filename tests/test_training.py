@@ -50,8 +50,21 @@ def test_train_resume_export_and_use(cli, tmp_path: Path, photos: Path) -> None:
     assert epochs_logged(run) == [1, 2]
 
     models = tmp_path / "models"
-    exported = cli("export", run, models, "--calibration", photos, "--check", photos,
-                   "--temperature", "0.5", "--size", "64", "--name", "tiny")
+    exported = cli(
+        "export",
+        run,
+        models,
+        "--calibration",
+        photos,
+        "--check",
+        photos,
+        "--temperature",
+        "0.5",
+        "--size",
+        "64",
+        "--name",
+        "tiny",
+    )
     assert exported.exit_code == 0, exported.stdout + exported.stderr
     manifest = json.loads((models / "manifest.json").read_text())["models"]
     assert [m["format"] for m in manifest] == ["keras", "tflite"]
@@ -59,18 +72,33 @@ def test_train_resume_export_and_use(cli, tmp_path: Path, photos: Path) -> None:
 
     out = tmp_path / "out"
     for backend in ("tflite", "tf-gpu"):
-        used = cli("run", "-b", backend, "--model-dir", models, photos / "p00.jpg",
-                   "-o", out / backend)
+        used = cli(
+            "run", "-b", backend, "--model-dir", models, photos / "p00.jpg", "-o", out / backend
+        )
         assert used.exit_code == 0, used.stderr
         assert cv2.imread(str(out / backend / "p00.jpg")).shape == (80, 96, 3)
 
-    measured = cli("eval", photos, "--model-dir", models, "-b", "tflite", "--json",
-                   "--sheet", tmp_path / "sheet.png")
+    measured = cli(
+        "eval",
+        photos,
+        "--model-dir",
+        models,
+        "-b",
+        "tflite",
+        "--json",
+        "--sheet",
+        tmp_path / "sheet.png",
+    )
     assert measured.exit_code == 0, measured.stderr
     report = json.loads(measured.stdout)
     assert report["photos"] == 12
-    assert set(report["coloi"]) == {"psnr", "auc", "colourfulness_ratio", "false_colour",
-                                    "wrong_hue"}
+    assert set(report["coloi"]) == {
+        "psnr",
+        "auc",
+        "colourfulness_ratio",
+        "false_colour",
+        "wrong_hue",
+    }
     assert report["grey_baseline"]["colourfulness_ratio"] < 0.05
     assert report["grey_baseline"]["false_colour"] == 0.0  # grey paints no colour
 
@@ -79,8 +107,7 @@ def test_train_resume_export_and_use(cli, tmp_path: Path, photos: Path) -> None:
         (tree / folder).mkdir(parents=True)
         for name in names:
             (tree / folder / name).write_bytes((photos / name).read_bytes())
-    by_folder = cli("eval", tree, "--model-dir", models, "-b", "tflite", "--json",
-                    "--by", "folder")
+    by_folder = cli("eval", tree, "--model-dir", models, "-b", "tflite", "--json", "--by", "folder")
     assert by_folder.exit_code == 0, by_folder.stderr
     groups = json.loads(by_folder.stdout)["groups"]
     assert {name: group["photos"] for name, group in groups.items()} == {"a": 2, "b": 1}

@@ -36,13 +36,33 @@ def reap_daemons() -> Iterator[None]:
             daemon.communicate()
 
 
-def start_daemon(watched: Path, out: Path, *extra: str,
-                 env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+def start_daemon(
+    watched: Path, out: Path, *extra: str, env: dict[str, str] | None = None
+) -> subprocess.Popen[str]:
     coloi = Path(sys.executable).parent / "coloi"
-    STARTED.append(subprocess.Popen(
-        [str(coloi), "watch", str(watched), "-o", str(out), "-b", "tflite", "--settle", "0.4",
-         "--poll-interval", "0.2", "--rescan", "2", *extra],
-        stderr=subprocess.PIPE, text=True, env=env))
+    STARTED.append(
+        subprocess.Popen(
+            [
+                str(coloi),
+                "watch",
+                str(watched),
+                "-o",
+                str(out),
+                "-b",
+                "tflite",
+                "--settle",
+                "0.4",
+                "--poll-interval",
+                "0.2",
+                "--rescan",
+                "2",
+                *extra,
+            ],
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+    )
     return STARTED[-1]
 
 
@@ -56,8 +76,11 @@ def wait_for(predicate, timeout: float = 60.0) -> None:  # type: ignore[no-untyp
 
 
 def outputs(out: Path) -> list[str]:
-    return sorted(p.relative_to(out).as_posix() for p in out.rglob("*")
-                  if p.is_file() and not p.name.startswith("."))
+    return sorted(
+        p.relative_to(out).as_posix()
+        for p in out.rglob("*")
+        if p.is_file() and not p.name.startswith(".")
+    )
 
 
 def stop(daemon: subprocess.Popen[str]) -> str:
@@ -91,7 +114,7 @@ def test_every_kind_of_arrival_is_done_once(tmp_path: Path, polling: bool) -> No
         blob = data.tobytes()
         with (watched / "slow.jpg").open("wb") as stream:
             for start in range(0, len(blob), len(blob) // 4 + 1):
-                stream.write(blob[start:start + len(blob) // 4 + 1])
+                stream.write(blob[start : start + len(blob) // 4 + 1])
                 stream.flush()
                 time.sleep(0.25)
         # rsync-style: a hidden temporary name, then a rename
@@ -104,8 +127,14 @@ def test_every_kind_of_arrival_is_done_once(tmp_path: Path, polling: bool) -> No
         os.rename(outside / "album", watched / "album")
         # a bad file among them
         (watched / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
-        expected = ["album/1950s/wedding.jpg", "album/cover.png", "backlog.jpg", "copied.png",
-                    "renamed.jpg", "slow.jpg"]
+        expected = [
+            "album/1950s/wedding.jpg",
+            "album/cover.png",
+            "backlog.jpg",
+            "copied.png",
+            "renamed.jpg",
+            "slow.jpg",
+        ]
         wait_for(lambda: outputs(out) == expected)
         time.sleep(1.0)  # nothing more should happen
         assert outputs(out) == expected
@@ -247,9 +276,14 @@ def test_a_second_daemon_on_the_same_output_is_refused(tmp_path: Path) -> None:
     second = start_daemon(watched, out)
     _, log = second.communicate(timeout=60)
     assert second.returncode != 0
-    assert log.strip().splitlines()[-1].endswith(
-        "another coloi watch is already writing to this output folder; stop it first, "
-        "or choose another folder")
+    assert (
+        log.strip()
+        .splitlines()[-1]
+        .endswith(
+            "another coloi watch is already writing to this output folder; stop it first, "
+            "or choose another folder"
+        )
+    )
     write_photo(watched / "b.png", seed=1)  # the first goes on, alone
     wait_for(lambda: outputs(out) == ["a.png", "b.png"])
     assert "done b.png" in stop(first)
@@ -268,12 +302,22 @@ def test_a_damaged_journal_does_not_stop_the_daemon(tmp_path: Path) -> None:
     for name in ("a.png", "b.png", "c.png"):
         write_photo(watched / name)
     stat = (watched / "c.png").stat()
-    good = {"source": "c.png", "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
-            "result": "done", "reason": ""}
+    good = {
+        "source": "c.png",
+        "size": stat.st_size,
+        "mtime_ns": stat.st_mtime_ns,
+        "result": "done",
+        "reason": "",
+    }
     (out / JOURNAL).write_bytes(
         b'{"source": "a.png", "size": 1, "mtime_ns": 2, "result": "done"}\xff\xfe\n'
-        + json.dumps({**good, "source": "b.png", "size": "big"}).encode() + b"\n"
-        + json.dumps([1, 2]).encode() + b"\n" + json.dumps(good).encode() + b"\n")
+        + json.dumps({**good, "source": "b.png", "size": "big"}).encode()
+        + b"\n"
+        + json.dumps([1, 2]).encode()
+        + b"\n"
+        + json.dumps(good).encode()
+        + b"\n"
+    )
     daemon = start_daemon(watched, out)
     wait_for(lambda: outputs(out) == ["a.png", "b.png"])
     log = stop(daemon)

@@ -40,7 +40,7 @@ def square_crop(bgr: np.ndarray, side: int) -> np.ndarray:
     interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
     resized = cv2.resize(bgr, size, interpolation=interpolation)
     top, left = (resized.shape[0] - side) // 2, (resized.shape[1] - side) // 2
-    return resized[top:top + side, left:left + side]
+    return resized[top : top + side, left : left + side]
 
 
 def build_pack(folder: Path, side: int = PACK_SIDE) -> np.ndarray:
@@ -81,8 +81,7 @@ def read_portable_pack(path: Path) -> np.ndarray:
     """The pack (N, side, side, 3) of a ``.pack.npz`` made by :func:`write_portable_pack`."""
     with np.load(path) as saved:
         blob, offsets = saved["data"], saved["offsets"]
-    photos = [cv2.imdecode(blob[a:b], cv2.IMREAD_COLOR)
-              for a, b in itertools.pairwise(offsets)]
+    photos = [cv2.imdecode(blob[a:b], cv2.IMREAD_COLOR) for a, b in itertools.pairwise(offsets)]
     if any(p is None for p in photos):
         raise ValueError(f"{path}: a photo in the pack cannot be decoded")
     return np.stack(photos)  # type: ignore[arg-type]
@@ -99,8 +98,16 @@ def network_pair(bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 class AugmentedBatches(keras.utils.PyDataset):
     """Random crops (scale ``min_crop``..pack side), resized to ``size``, flipped at random."""
 
-    def __init__(self, pack: np.ndarray, size: int, batch_size: int, seed: int = 0,
-                 min_crop: int = 96, augment: bool = True, **kwargs: object) -> None:
+    def __init__(
+        self,
+        pack: np.ndarray,
+        size: int,
+        batch_size: int,
+        seed: int = 0,
+        min_crop: int = 96,
+        augment: bool = True,
+        **kwargs: object,
+    ) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.pack, self.size, self.batch_size = pack, size, batch_size
         self.min_crop, self.augment = min_crop, augment
@@ -119,16 +126,15 @@ class AugmentedBatches(keras.utils.PyDataset):
             return cv2.resize(photo, (self.size, self.size), interpolation=cv2.INTER_AREA)
         crop = int(rng.integers(min(self.min_crop, side), side + 1))
         top, left = rng.integers(0, side - crop + 1, size=2)
-        patch = photo[top:top + crop, left:left + crop]
+        patch = photo[top : top + crop, left : left + crop]
         interpolation = cv2.INTER_AREA if crop > self.size else cv2.INTER_LINEAR
         patch = cv2.resize(patch, (self.size, self.size), interpolation=interpolation)
         return patch[:, ::-1] if rng.random() < 0.5 else patch
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         rng = np.random.default_rng((int(self.rng.integers(1 << 31)), index))
-        chosen = self.order[index * self.batch_size:(index + 1) * self.batch_size]
-        pairs = [network_pair(np.ascontiguousarray(self._crop(self.pack[i], rng)))
-                 for i in chosen]
+        chosen = self.order[index * self.batch_size : (index + 1) * self.batch_size]
+        pairs = [network_pair(np.ascontiguousarray(self._crop(self.pack[i], rng))) for i in chosen]
         return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
 
 
@@ -136,5 +142,4 @@ def sample_ab(pack: np.ndarray, count: int = 2000, side: int = 56) -> Iterator[n
     """a*b* of up to ``count`` photos of the pack at a small size, for the colour-bin prior."""
     step = max(1, len(pack) // count)
     for photo in pack[::step]:
-        yield network_pair(cv2.resize(photo, (side * 4, side * 4),
-                                      interpolation=cv2.INTER_AREA))[1]
+        yield network_pair(cv2.resize(photo, (side * 4, side * 4), interpolation=cv2.INTER_AREA))[1]

@@ -29,9 +29,21 @@ ENCODERS = ("mobilenet", "efficientnet-lite0")
 
 # (kernel, stride, expansion, output channels) of EfficientNet-Lite0's 16 blocks.
 LITE0_BLOCKS = (
-    (3, 1, 1, 16), (3, 2, 6, 24), (3, 1, 6, 24), (5, 2, 6, 40), (5, 1, 6, 40),
-    (3, 2, 6, 80), (3, 1, 6, 80), (3, 1, 6, 80), (5, 1, 6, 112), (5, 1, 6, 112),
-    (5, 1, 6, 112), (5, 2, 6, 192), (5, 1, 6, 192), (5, 1, 6, 192), (5, 1, 6, 192),
+    (3, 1, 1, 16),
+    (3, 2, 6, 24),
+    (3, 1, 6, 24),
+    (5, 2, 6, 40),
+    (5, 1, 6, 40),
+    (3, 2, 6, 80),
+    (3, 1, 6, 80),
+    (3, 1, 6, 80),
+    (5, 1, 6, 112),
+    (5, 1, 6, 112),
+    (5, 1, 6, 112),
+    (5, 2, 6, 192),
+    (5, 1, 6, 192),
+    (5, 1, 6, 192),
+    (5, 1, 6, 192),
     (3, 1, 6, 320),
 )
 # Outputs tapped at strides 4, 8, 16 and 32.
@@ -52,8 +64,7 @@ def load_state_dict(path: Path) -> dict[str, np.ndarray]:
             if (module, name) == ("collections", "OrderedDict"):
                 return collections.OrderedDict
             if (module, name) == ("torch._utils", "_rebuild_tensor_v2"):
-                return lambda storage, offset, size, stride, *rest: (storage, offset, size,
-                                                                     stride)
+                return lambda storage, offset, size, stride, *rest: (storage, offset, size, stride)
             if module == "torch" and name in kinds:
                 return name
             raise pickle.UnpicklingError(f"unexpected {module}.{name} in {path}")
@@ -75,21 +86,25 @@ def load_state_dict(path: Path) -> dict[str, np.ndarray]:
     for name, (key, offset, size, stride) in meta.items():
         flat = storages[key]
         tensors[name] = np.lib.stride_tricks.as_strided(
-            flat[offset:], size, [s * flat.itemsize for s in stride]).copy()
+            flat[offset:], size, [s * flat.itemsize for s in stride]
+        ).copy()
     return tensors
 
 
 def save_npz(state: dict[str, np.ndarray], path: Path, dtype: str = "float16") -> None:
     """The encoder's tensors (no classifier, no batch counters) as a compact ``.npz``."""
-    kept = {k: v.astype(dtype) for k, v in state.items()
-            if not k.startswith("_fc") and v.dtype != np.int64}
+    kept = {
+        k: v.astype(dtype)
+        for k, v in state.items()
+        if not k.startswith("_fc") and v.dtype != np.int64
+    }
     np.savez_compressed(path, **kept)  # type: ignore[arg-type]
 
 
-def _conv_bn(x: Any, filters: int, kernel: int, stride: int, name: str, bn: str,
-             relu: bool) -> Any:
-    x = layers.Conv2D(filters, kernel, stride, padding="same", use_bias=False,
-                      name=f"{name}_conv")(x)
+def _conv_bn(x: Any, filters: int, kernel: int, stride: int, name: str, bn: str, relu: bool) -> Any:
+    x = layers.Conv2D(filters, kernel, stride, padding="same", use_bias=False, name=f"{name}_conv")(
+        x
+    )
     x = layers.BatchNormalization(epsilon=1e-3, name=f"{name}_{bn}")(x)
     return layers.ReLU(6.0, name=f"{name}_relu")(x) if relu else x
 
@@ -109,14 +124,18 @@ def efficientnet_lite0(channels: int = 1, head: bool = False) -> keras.Model:
         y = x
         if expansion != 1:
             y = _conv_bn(y, width * expansion, 1, 1, f"{name}_expand", "bn0", relu=True)
-        y = layers.DepthwiseConv2D(kernel, stride, padding="same", use_bias=False,
-                                   name=f"{name}_depthwise")(y)
+        y = layers.DepthwiseConv2D(
+            kernel, stride, padding="same", use_bias=False, name=f"{name}_depthwise"
+        )(y)
         y = layers.BatchNormalization(epsilon=1e-3, name=f"{name}_bn1")(y)
         y = layers.ReLU(6.0, name=f"{name}_depthwise_relu")(y)
         y = layers.Conv2D(out, 1, use_bias=False, name=f"{name}_project")(y)
         y = layers.BatchNormalization(epsilon=1e-3, name=f"{name}_bn2")(y)
-        x = layers.Add(name=name)([x, y]) if stride == 1 and width == out else \
-            layers.Identity(name=name)(y)
+        x = (
+            layers.Add(name=name)([x, y])
+            if stride == 1 and width == out
+            else layers.Identity(name=name)(y)
+        )
         width = out
     if head:
         x = _conv_bn(x, 1280, 1, 1, "head", "bn1", relu=True)
@@ -140,7 +159,8 @@ def load_lite0_weights(model: keras.Model, state: dict[str, np.ndarray]) -> None
         return [kernel.transpose(2, 3, 1, 0)]
 
     pairs: dict[str, list[np.ndarray]] = {
-        "stem_conv": conv("_conv_stem"), "stem_bn0": _bn(state, "_bn0"),
+        "stem_conv": conv("_conv_stem"),
+        "stem_bn0": _bn(state, "_bn0"),
     }
     for index, (_, _, expansion, _) in enumerate(LITE0_BLOCKS):
         torch_name, name = f"_blocks.{index}", f"blocks_{index}"
@@ -148,7 +168,8 @@ def load_lite0_weights(model: keras.Model, state: dict[str, np.ndarray]) -> None
             pairs[f"{name}_expand_conv"] = conv(f"{torch_name}._expand_conv")
             pairs[f"{name}_expand_bn0"] = _bn(state, f"{torch_name}._bn0")
         pairs[f"{name}_depthwise"] = [
-            state[f"{torch_name}._depthwise_conv.weight"].transpose(2, 3, 0, 1)]
+            state[f"{torch_name}._depthwise_conv.weight"].transpose(2, 3, 0, 1)
+        ]
         pairs[f"{name}_bn1"] = _bn(state, f"{torch_name}._bn1")
         pairs[f"{name}_project"] = conv(f"{torch_name}._project_conv")
         pairs[f"{name}_bn2"] = _bn(state, f"{torch_name}._bn2")
@@ -166,16 +187,19 @@ def _grey_lite0(pretrained: Path | None) -> tuple[layers.Layer, keras.Model]:
         load_lite0_weights(body, load_state_dict(pretrained))
     # L* x 2.55 stands for the grey level; the weights expect (level - 127) / 128.
     scale = layers.Rescaling(2.55 / 128.0, offset=-127.0 / 128.0, name="lite0_preprocess")
-    return scale, keras.Model(body.input, [body.get_layer(n).output for n in LITE0_SKIPS],
-                              name="encoder")
+    return scale, keras.Model(
+        body.input, [body.get_layer(n).output for n in LITE0_SKIPS], name="encoder"
+    )
 
 
 def _grey_mobilenet(pretrained: Path | None) -> tuple[layers.Layer, keras.Model]:
-    grey = keras.applications.MobileNet(input_shape=(None, None, 1), alpha=0.25,
-                                        include_top=False, weights=None)
+    grey = keras.applications.MobileNet(
+        input_shape=(None, None, 1), alpha=0.25, include_top=False, weights=None
+    )
     if pretrained is not None:
-        rgb = keras.applications.MobileNet(input_shape=(224, 224, 3), alpha=0.25,
-                                           include_top=False, weights=None)
+        rgb = keras.applications.MobileNet(
+            input_shape=(224, 224, 3), alpha=0.25, include_top=False, weights=None
+        )
         rgb.load_weights(str(pretrained))
         for source, target in zip(rgb.layers, grey.layers, strict=True):
             weights = source.get_weights()
@@ -183,8 +207,9 @@ def _grey_mobilenet(pretrained: Path | None) -> tuple[layers.Layer, keras.Model]
                 weights = [weights[0].sum(axis=2, keepdims=True)]
             target.set_weights(weights)
     scale = layers.Rescaling(1.0 / 50.0, offset=-1.0, name="to_unit_range")
-    return scale, keras.Model(grey.input, [grey.get_layer(n).output for n in MOBILENET_SKIPS],
-                              name="encoder")
+    return scale, keras.Model(
+        grey.input, [grey.get_layer(n).output for n in MOBILENET_SKIPS], name="encoder"
+    )
 
 
 def grey_encoder(name: str, pretrained: Path | None) -> tuple[layers.Layer, keras.Model]:

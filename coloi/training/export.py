@@ -26,8 +26,9 @@ def load_logits_network(run_dir: Path) -> tuple[Any, np.ndarray, dict[str, Any]]
     """The run's best weights in a fresh network, its colour bins and its saved run record."""
     saved = json.loads((run_dir / CONFIG).read_text())
     bins = np.asarray(saved["bins"], dtype="float32")
-    model = network.build_network(len(bins), None, saved["config"]["width"],
-                                  saved["config"].get("encoder", "mobilenet"))
+    model = network.build_network(
+        len(bins), None, saved["config"]["width"], saved["config"].get("encoder", "mobilenet")
+    )
     model.load_weights(run_dir / BEST_WEIGHTS)
     return model, bins, saved
 
@@ -106,10 +107,18 @@ def int8_gap(model: Any, tflite_path: Path, inputs: list[np.ndarray]) -> float:
     return float(np.mean(gaps))
 
 
-def export(run_dir: Path, model_dir: Path, name: str, readout: ReadOut | None, size: int,
-           calibration_dir: Path, check_dir: Path, calibration_count: int = 300,
-           colour_floor: float = 0.9,
-           say: Callable[[str], None] = print) -> list[dict[str, Any]]:
+def export(
+    run_dir: Path,
+    model_dir: Path,
+    name: str,
+    readout: ReadOut | None,
+    size: int,
+    calibration_dir: Path,
+    check_dir: Path,
+    calibration_count: int = 300,
+    colour_floor: float = 0.9,
+    say: Callable[[str], None] = print,
+) -> list[dict[str, Any]]:
     """Write ``name.keras`` and ``name-int8.tflite`` into ``model_dir`` and list them first in
     its manifest (replacing earlier entries of the same names). Returns the new entries.
 
@@ -125,9 +134,11 @@ def export(run_dir: Path, model_dir: Path, name: str, readout: ReadOut | None, s
     judged = None
     if readout is None:
         tuning, judging = tune.split_by_source(data.photo_files(check_dir))
-        say(f"choosing the read-out on {len(tuning)} photos of {check_dir} "
+        say(
+            f"choosing the read-out on {len(tuning)} photos of {check_dir} "
             f"(colourfulness ratio >= {colour_floor}, false colour <= "
-            f"{tune.MAX_FALSE_COLOUR:.1%})")
+            f"{tune.MAX_FALSE_COLOUR:.1%})"
+        )
         table = tune.sweep(logits, bins, prior, tuning, size=size)
         readout = tune.choose(table, colour_floor)
         sweep_rows = [{**asdict(r), **s} for r, s in table.items()]
@@ -146,33 +157,53 @@ def export(run_dir: Path, model_dir: Path, name: str, readout: ReadOut | None, s
     check = calibration_inputs(check_dir, size, 100)
     tflite_path.write_bytes(convert_int8(model, size, calibration))
     gaps = {"static": int8_gap(model, tflite_path, check)}
-    say(f"wrote {tflite_path} (static int8, calibrated on {len(calibration)} photos): "
-        f"int8 vs float mean |delta ab| = {gaps['static']:.3f}")
+    say(
+        f"wrote {tflite_path} (static int8, calibrated on {len(calibration)} photos): "
+        f"int8 vs float mean |delta ab| = {gaps['static']:.3f}"
+    )
     quantisation = "static"
     if gaps["static"] > MAX_INT8_GAP:
         # Static ranges were too coarse for this network: fall back to run-time ranges.
         tflite_path.write_bytes(convert_int8(model, size, None))
         gaps["dynamic"] = int8_gap(model, tflite_path, check)
         quantisation = "dynamic"
-        say(f"static gap over {MAX_INT8_GAP}: wrote {tflite_path} with dynamic int8 "
-            f"activations: mean |delta ab| = {gaps['dynamic']:.3f}")
+        say(
+            f"static gap over {MAX_INT8_GAP}: wrote {tflite_path} with dynamic int8 "
+            f"activations: mean |delta ab| = {gaps['dynamic']:.3f}"
+        )
     gap = gaps[quantisation]
 
     log_rows = (run_dir / LOG).read_text().strip().splitlines()
-    training = {"run": run_dir.name, "config": saved["config"], "colour_bins": len(bins),
-                "epochs": len(log_rows) - 1, "readout": asdict(readout),
-                "readout_sweep_on_half_of_sources": sweep_rows,
-                "readout_on_other_sources": judged,
-                "last_log_row": dict(zip(log_rows[0].split(","), log_rows[-1].split(","),
-                                         strict=False))}
+    training = {
+        "run": run_dir.name,
+        "config": saved["config"],
+        "colour_bins": len(bins),
+        "epochs": len(log_rows) - 1,
+        "readout": asdict(readout),
+        "readout_sweep_on_half_of_sources": sweep_rows,
+        "readout_on_other_sources": judged,
+        "last_log_row": dict(zip(log_rows[0].split(","), log_rows[-1].split(","), strict=False)),
+    }
     entries = [
-        {"name": name, "format": "keras", "file": keras_path.name,
-         "sha256": file_sha256(keras_path), "input_size": size, "training": training},
-        {"name": f"{name}-int8", "format": "tflite", "file": tflite_path.name,
-         "sha256": file_sha256(tflite_path), "input_size": size, "training": training,
-         "quantisation": quantisation,
-         "int8_vs_float_mean_abs_ab": round(gap, 4),
-         "int8_vs_float_mean_abs_ab_tried": {k: round(v, 4) for k, v in gaps.items()}},
+        {
+            "name": name,
+            "format": "keras",
+            "file": keras_path.name,
+            "sha256": file_sha256(keras_path),
+            "input_size": size,
+            "training": training,
+        },
+        {
+            "name": f"{name}-int8",
+            "format": "tflite",
+            "file": tflite_path.name,
+            "sha256": file_sha256(tflite_path),
+            "input_size": size,
+            "training": training,
+            "quantisation": quantisation,
+            "int8_vs_float_mean_abs_ab": round(gap, 4),
+            "int8_vs_float_mean_abs_ab_tried": {k: round(v, 4) for k, v in gaps.items()},
+        },
     ]
     manifest_path = model_dir / MANIFEST
     old = json.loads(manifest_path.read_text())["models"] if manifest_path.exists() else []

@@ -25,10 +25,22 @@ from coloi.training.network import ReadOut
 # Chroma knees (near-grey guesses untouched, colour above the knee made more vivid) buy
 # colourfulness at far less false colour than a plain chroma gain or a coherence gain, which
 # the sweeps of model v2 showed; the grid spends its photos on them.
-KNEES = ((0.0, 1.0), (20.0, 1.6), (20.0, 2.0), (24.0, 2.0), (24.0, 2.5), (24.0, 3.0),
-         (28.0, 2.5), (28.0, 3.0))
-GRID = tuple(ReadOut(temperature=t, prior_boost=b, knee=k, knee_gain=g)
-             for t in (1.0, 0.9, 0.85, 0.8) for b in (0.0, 0.25) for k, g in KNEES)
+KNEES = (
+    (0.0, 1.0),
+    (20.0, 1.6),
+    (20.0, 2.0),
+    (24.0, 2.0),
+    (24.0, 2.5),
+    (24.0, 3.0),
+    (28.0, 2.5),
+    (28.0, 3.0),
+)
+GRID = tuple(
+    ReadOut(temperature=t, prior_boost=b, knee=k, knee_gain=g)
+    for t in (1.0, 0.9, 0.85, 0.8)
+    for b in (0.0, 0.25)
+    for k, g in KNEES
+)
 MAX_FALSE_COLOUR = 0.025  # a margin under the 3% that the model is held to
 
 
@@ -46,9 +58,14 @@ def split_by_source(files: Sequence[Path]) -> tuple[list[Path], list[Path]]:
     return tune, judge
 
 
-def sweep(model: Any, bins: np.ndarray, prior: np.ndarray, files: Sequence[Path],
-          readouts: Sequence[ReadOut] = GRID, size: int = 256,
-          ) -> dict[ReadOut, dict[str, float]]:
+def sweep(
+    model: Any,
+    bins: np.ndarray,
+    prior: np.ndarray,
+    files: Sequence[Path],
+    readouts: Sequence[ReadOut] = GRID,
+    size: int = 256,
+) -> dict[ReadOut, dict[str, float]]:
     """PSNR, AuC, colourfulness ratio, false colour and wrong hue of each read-out on
     ``files`` (colour photos)."""
     scores: dict[ReadOut, list[Any]] = {r: [] for r in readouts}
@@ -68,8 +85,11 @@ def sweep(model: Any, bins: np.ndarray, prior: np.ndarray, files: Sequence[Path]
     return {r: summarise(s, truth_colour) for r, s in scores.items()}
 
 
-def choose(table: dict[ReadOut, dict[str, float]], colour_floor: float,
-           max_false_colour: float = MAX_FALSE_COLOUR) -> ReadOut:
+def choose(
+    table: dict[ReadOut, dict[str, float]],
+    colour_floor: float,
+    max_false_colour: float = MAX_FALSE_COLOUR,
+) -> ReadOut:
     """The best PSNR among read-outs whose colourfulness ratio reaches ``colour_floor`` and whose
     false colour stays under ``max_false_colour``; failing that, the best PSNR among those
     under the false-colour limit, then the best PSNR of all."""

@@ -71,8 +71,9 @@ class Settler:
                 return
             self.pending[path] = _Pending(None, now)
 
-    def mark_unsettled(self, now: float, backlog: bool = False,
-                       quiet_for: float = 0.0) -> list[Path]:
+    def mark_unsettled(
+        self, now: float, backlog: bool = False, quiet_for: float = 0.0
+    ) -> list[Path]:
         """Walk the whole folder and mark each photo that is neither done, failed, pending
         nor being written. At start (``backlog``) this is the backlog, and the photos done or
         failed before are counted; later, it finds photos that file events missed.

@@ -21,8 +21,7 @@ class FlatBackend(Backend):
     description = "one constant colour everywhere (options a, b; default warm brown)"
     # coloi parses and checks these before __init__ runs: a bad value is a one-line error.
     a = Option(float, 10.0, "a*: green (negative) to red (positive)", minimum=-128, maximum=127)
-    b = Option(float, 22.0, "b*: blue (negative) to yellow (positive)", minimum=-128,
-               maximum=127)
+    b = Option(float, 22.0, "b*: blue (negative) to yellow (positive)", minimum=-128, maximum=127)
 
     def __init__(self, settings: BackendSettings) -> None:
         # Made once per run, like a model would be loaded once.

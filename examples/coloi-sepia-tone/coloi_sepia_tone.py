@@ -21,8 +21,13 @@ class SepiaTone(PostprocessStep):
 
     name = "sepia-tone"
     description = "tone the photo like a sepia print (amount 1 = all sepia, 0 = unchanged)"
-    amount = Option(float, 1.0, "how far to go from the predicted colour to sepia, 0-1",
-                    minimum=0.0, maximum=1.0)
+    amount = Option(
+        float,
+        1.0,
+        "how far to go from the predicted colour to sepia, 0-1",
+        minimum=0.0,
+        maximum=1.0,
+    )
 
     def process(self, photo: LabPhoto) -> LabPhoto:
         photo.ab *= 1.0 - self.amount

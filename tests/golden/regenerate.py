@@ -38,15 +38,15 @@ def predicted_ab(colouriser: Colouriser, name: str) -> np.ndarray:
 def colour_models() -> dict[str, str]:
     """The sha256 of the shipped colour models by name; ``repair``'s defect detector is left
     out, since it never touches a*b* (and the sample photos pass no preprocess step)."""
-    return {m["name"]: m["sha256"] for m in read_manifest(REPO / "models")
-            if m["name"] != "repair"}
+    return {m["name"]: m["sha256"] for m in read_manifest(REPO / "models") if m["name"] != "repair"}
 
 
 def main() -> None:
     colouriser = Colouriser(get_registry().backend("tf-gpu")(BackendSettings()))
     expected = {name: predicted_ab(colouriser, name).round(2).tolist() for name in PHOTOS}
     (HERE / "expected_ab.json").write_text(
-        json.dumps({"models": colour_models(), "ab": expected}) + "\n")
+        json.dumps({"models": colour_models(), "ab": expected}) + "\n"
+    )
     print(f"wrote {HERE / 'expected_ab.json'}")
 
 
