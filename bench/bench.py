@@ -303,7 +303,9 @@ def main() -> None:
                 [COLOI, "-q", "run", "-b", backend, one, "-o", str(out)], r, clean
             )
         # coloi and the floor alternate, so that both see the same state of the machine.
-        model = next((REPO / "models").glob("*.tflite"))
+        from coloi.models import find_model
+
+        model = find_model("tflite").path  # the colour model (repair.tflite is beside it)
         coloi_runs, floor_runs = [], []
         for _ in range(max(r, 8)):
             coloi_runs.append(
