@@ -241,25 +241,13 @@ def _check_tiff_structure(path: Path, data: bytes) -> None:
     kinds (an offset past the end) is left for the decoder to report."""
     order = "<" if data[:2] == b"II" else ">"
     big = struct.unpack(order + "H", data[2:4])[0] == 43  # BigTIFF: 8-byte counts, offsets
+    width = order + ("u8" if big else "u4")  # BigTIFF's counts and values are 8 bytes
+    entry = np.dtype(
+        [("tag", order + "u2"), ("type", order + "u2"), ("count", width), ("value", width)]
+    )
     if big:
-        entry = np.dtype(
-            [
-                ("tag", order + "u2"),
-                ("type", order + "u2"),
-                ("count", order + "u8"),
-                ("value", order + "u8"),
-            ]
-        )
         offset, count_format, next_format = struct.unpack(order + "Q", data[8:16])[0], "Q", "Q"
     else:
-        entry = np.dtype(
-            [
-                ("tag", order + "u2"),
-                ("type", order + "u2"),
-                ("count", order + "u4"),
-                ("value", order + "u4"),
-            ]
-        )
         offset, count_format, next_format = struct.unpack(order + "I", data[4:8])[0], "H", "I"
     count_size, next_size = struct.calcsize(count_format), struct.calcsize(next_format)
     seen: set[int] = set()
