@@ -568,11 +568,12 @@ def test_watch_limits_and_photo_timeout(tmp_path: Path, daemon: Callable[..., Da
     watched, out = tmp_path / "scans", tmp_path / "out"
     watched.mkdir()
     cv2.imwrite(str(watched / "before.png"), natural_photo())
-    # A 16-megapixel photo: well over a second here, far over the limit of 0.3 s.
-    y, x = np.mgrid[0:4000, 0:4000]
+    # A 36-megapixel photo: several seconds here, far over the limit of 1 s, which a small
+    # photo stays well under even on a loaded machine.
+    y, x = np.mgrid[0:6000, 0:6000]
     cv2.imwrite(str(watched / "slow.png"), ((x + y) % 256).astype(np.uint8))
     (watched / "heavy.jpg").write_bytes(_save(_rgb(800, 1000), "JPEG"))  # about 90 kB
-    running = daemon(watched, out, "--photo-timeout", "0.3", "--max-bytes", "60000")
+    running = daemon(watched, out, "--photo-timeout", "1", "--max-bytes", "60000")
     running.wait_for(
         lambda: (
             _outputs(out) == ["before.png"]
@@ -583,7 +584,7 @@ def test_watch_limits_and_photo_timeout(tmp_path: Path, daemon: Callable[..., Da
     cv2.imwrite(str(watched / "after.png"), natural_photo(seed=1))  # it keeps going
     running.wait_for(lambda: _outputs(out) == ["after.png", "before.png"])
     log = running.stop()
-    assert "failed slow.png: took longer than 0.3 s (--photo-timeout)" in log
+    assert "failed slow.png: took longer than 1 s (--photo-timeout)" in log
     assert "failed heavy.jpg: file of" in log and "over the limit of 60,000 bytes" in log
     assert "Traceback" not in log and not _partials(out)
     journal = _journal(out)
@@ -592,7 +593,7 @@ def test_watch_limits_and_photo_timeout(tmp_path: Path, daemon: Callable[..., Da
     assert "slow.png" not in journal and journal["heavy.jpg"]["result"] == "failed"
     # A restart tries the slow photo again (and, under the same limit, fails it again); it
     # leaves the done and the bad ones alone.
-    running = daemon(watched, out, "--photo-timeout", "0.3")
+    running = daemon(watched, out, "--photo-timeout", "1")
     running.wait_for(lambda: bool(running.lines_about("failed slow.png")))
     log = running.stop()
     assert "before.png" not in log and "heavy.jpg" not in log

@@ -193,9 +193,13 @@ def test_changed_photo_is_done_again_and_bad_file_is_not_retried(tmp_path: Path)
         log = stop(daemon)
     assert log.count("failed bad.png") == 1
     daemon = start_daemon(watched, out)  # a restart does not retry the unchanged bad file
-    time.sleep(2.0)
+    # A new photo done means the restarted daemon has looked at its backlog (and can be
+    # stopped cleanly: a fixed sleep could stop it before it set up its signal handlers).
+    write_photo(watched / "c.png", 3)
+    wait_for(lambda: "c.png" in outputs(out))
+    time.sleep(0.5)
     log = stop(daemon)
-    assert "bad.png" not in log and "done a.png" not in log
+    assert "bad.png" not in log and "done a.png" not in log and "done c.png" in log
 
 
 def test_output_inside_watched_folder_is_refused(cli, tmp_path: Path) -> None:
@@ -289,8 +293,9 @@ def test_a_second_daemon_on_the_same_output_is_refused(tmp_path: Path) -> None:
     assert "done b.png" in stop(first)
     # Once the first has stopped, a new daemon may take the folder over.
     again = start_daemon(watched, out)
-    time.sleep(1.5)
-    assert "0 colourised" in stop(again)
+    write_photo(watched / "c.png", seed=2)
+    wait_for(lambda: outputs(out) == ["a.png", "b.png", "c.png"])
+    assert "1 colourised" in stop(again)  # c.png only: nothing done twice
 
 
 @pytest.mark.slow
