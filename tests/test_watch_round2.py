@@ -256,3 +256,15 @@ def test_hidden_folders_are_ignored_for_live_events_as_for_the_backlog(tmp_path:
     time.sleep(1.0)
     stop(daemon)
     assert outputs(out) == ["a.png", "b.png"]
+
+
+def test_the_watch_count_includes_hidden_folders_and_skips_linked_ones(tmp_path: Path) -> None:
+    """inotify needs a watch for hidden folders too (their photos are skipped, not their
+    events), so counting only the visible ones underestimated the watches a tree needs."""
+    from coloi.watch.sources import folder_count
+
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / ".cache" / "thumbs").mkdir(parents=True)
+    (tmp_path / "link").symlink_to(tmp_path / "a", target_is_directory=True)
+    (tmp_path / "photo.png").write_bytes(b"")
+    assert folder_count(tmp_path) == 5  # the root, a, a/b, .cache, .cache/thumbs

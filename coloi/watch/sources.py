@@ -103,16 +103,14 @@ class PollingSource(Source):
 
 
 def folder_count(root: Path) -> int:
-    """How many folders inotify would need a watch for (the same walk rules as discovery)."""
+    """How many folders inotify would need a watch for: every real folder under ``root``,
+    hidden ones included (the observer watches them too, though discovery skips their
+    photos); linked folders are not followed."""
     count, stack = 1, [root]
     while stack:
         try:
             with os.scandir(stack.pop()) as entries:
-                folders = [
-                    Path(e.path)
-                    for e in entries
-                    if not e.name.startswith(".") and e.is_dir(follow_symlinks=False)
-                ]
+                folders = [Path(e.path) for e in entries if e.is_dir(follow_symlinks=False)]
         except OSError:
             continue
         count += len(folders)
