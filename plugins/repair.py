@@ -14,8 +14,9 @@ The network finds defects up to about 8 of its pixels wide. A large scan is shru
 stretched back; the fill always runs at full resolution.
 
 The defect pixels are filled by pull-push interpolation (a Gaussian pyramid of the undamaged
-pixels, normalised by their weight), in tiles round the defects only. Only those pixels
-change, so a 16-bit scan keeps its precision everywhere else.
+pixels, normalised by their weight), in tiles round the defects only, and each moves towards the
+fill as far as the detector's odds that it is a defect. Only those
+pixels change, so a 16-bit scan keeps its precision everywhere else.
 """
 
 from __future__ import annotations
@@ -143,17 +144,25 @@ def _hysteresis(logits: np.ndarray, low: float, high: float) -> np.ndarray:
     return np.where(keep[labels], logits, np.float32(low - 10.0))
 
 
+def _found(grey: np.ndarray, size: int, strength: float) -> tuple[np.ndarray, float]:
+    """The detector's logits at full size, shifted by the strength, where a pixel is found to
+    be a defect, and far below 0 elsewhere; and the found pixels' lowest logit."""
+    # Strength 1 keeps pixels at _LOGIT or better in pieces that somewhere reach _SEED_LOGIT;
+    # strength 2 doubles every pixel's odds of being a defect, and so on.
+    shift = float(np.log(strength))
+    kept = _hysteresis(_logits(_shrunk(grey, size)), _LOGIT - shift, _SEED_LOGIT - shift)
+    if kept.shape != grey.shape:
+        kept = cv2.resize(kept, grey.shape[::-1], interpolation=cv2.INTER_LINEAR)
+    if shift:
+        kept += np.float32(shift)
+    return kept, _LOGIT
+
+
 def defect_mask(grey: np.ndarray, size: int = 0, strength: float = 1.0) -> np.ndarray:
     """uint8 mask (255 = defect) of the scratches, cracks, hairs and dust of a grey photo,
     (H, W) float32 in [0, 1]. ``size`` is the largest defect width in pixels (0 = automatic);
     a higher ``strength`` finds fainter defects."""
-    # Strength 1 keeps pixels with even odds or better of being a defect in pieces that are
-    # somewhere at odds of 1:_SEED_LOGIT's exp; strength 2 halves both odds, and so on.
-    shift = float(np.log(strength))
-    low = _LOGIT - shift
-    kept = _hysteresis(_logits(_shrunk(grey, size)), low, _SEED_LOGIT - shift)
-    if kept.shape != grey.shape:
-        kept = cv2.resize(kept, grey.shape[::-1], interpolation=cv2.INTER_LINEAR)
+    kept, low = _found(grey, size, strength)
     return _above(kept, low)
 
 
@@ -179,10 +188,15 @@ def _pull_push(grey: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return cv2.pyrUp(filled, dstsize=(width, height))
 
 
-def fill(grey: np.ndarray, mask: np.ndarray) -> np.ndarray:
+def fill(grey: np.ndarray, mask: np.ndarray, logits: np.ndarray | None = None) -> np.ndarray:
     """``grey`` with the pixels under ``mask`` (non-zero) replaced by a smooth interpolation
     of the pixels around them; other pixels are unchanged. Only tiles that hold defects are
-    worked on, each with a margin of its own size, so a scan with a few scratches costs little."""
+    worked on, each with a margin of its own size, so a scan with a few scratches costs little.
+
+    Given the detector's ``logits``, each pixel under the mask moves only as far towards the
+    fill as the odds that it is a defect (sigmoid of its logit): the guess with the least
+    expected square error when those odds are true, the fill where the detector is sure and
+    halfway where it is in two minds."""
     out = grey.copy()
     height, width = grey.shape
     rows, cols = -(-height // _TILE), -(-width // _TILE)
@@ -202,7 +216,11 @@ def fill(grey: np.ndarray, mask: np.ndarray) -> np.ndarray:
         y0, y1 = max(0, (top - 1) * _TILE), min(height, (top + high + 1) * _TILE)
         x0, x1 = max(0, (left - 1) * _TILE), min(width, (left + wide + 1) * _TILE)
         part_mask = mask[y0:y1, x0:x1]
-        part = _pull_push(np.ascontiguousarray(grey[y0:y1, x0:x1]), part_mask)
+        original = np.ascontiguousarray(grey[y0:y1, x0:x1])
+        part = _pull_push(original, part_mask)
+        if logits is not None:
+            odds = 1.0 / (1.0 + np.exp(-logits[y0:y1, x0:x1]))
+            part = original + odds * (part - original)
         np.copyto(out[y0:y1, x0:x1], part, where=part_mask > 0)
     return out
 
@@ -234,7 +252,8 @@ class Repair(PreprocessStep):
     )
 
     def process(self, grey: np.ndarray) -> np.ndarray:
-        mask = defect_mask(grey, self.size, self.strength)
+        logits, low = _found(grey, self.size, self.strength)
+        mask = _above(logits, low)
         if not cv2.countNonZero(mask):
             return grey
-        return fill(grey, mask)
+        return fill(grey, mask, logits)
