@@ -38,7 +38,7 @@ from coloi.steps import Option, PreprocessStep
 _WORK_PIXELS = 1_000_000  # the largest photo the network sees; larger ones are shrunk
 _NET_WIDTH = 8  # the widest defect, in the network's pixels, it was trained to find
 _LOGIT = 0.0  # a pixel is a defect above this logit (at strength 1)...
-_SEED_LOGIT = 1.5  # ...in a connected piece that somewhere reaches this one
+_SEED_LOGIT = 2.0  # ...in a connected piece that somewhere reaches this one
 _TILE = 128  # fill tiles, in pixels
 _SIDES = (5, 11, 19)  # top-hat squares: they keep structures up to 2, 5 and 9 pixels wide
 FEATURES = 1 + 2 * len(_SIDES)
