@@ -1,8 +1,8 @@
 """The ``repair`` preprocess step: find scratches, cracks, hairs, dust and small blotches on
 an old print's scan and fill them from their surroundings.
 
-Detection is a small fully convolutional network (``models/repair.tflite``, int8, listed with
-its sha256 in ``models/manifest.json``) run on the LiteRT interpreter. It was trained by
+Detection is a small fully convolutional network (``models/repair.tflite``, float32, listed
+with its sha256 in ``models/manifest.json``) run on the LiteRT interpreter. It was trained by
 bench/train_repair.py on grey copies of the training photos damaged by the development
 generator (tests/damage.py), to mark every pixel the damage changed by more than 2 L*. It is
 given the grey level and cheap top-hat / black-hat responses at three widths (``features``),
@@ -12,8 +12,8 @@ a speck of dust from the photo's own thin detail (hair, branches, wires, text).
 The network finds defects up to about 8 of its pixels wide. A large scan is shrunk for it (to
 ``_WORK_PIXELS``, or further when the largest defect width asks for it) and its answer is
 stretched back; the fill always runs at full resolution. A smaller photo is looked at in
-several turned and mirrored views, as many as fit in the work of one look at ``_WORK_PIXELS``,
-and the answers averaged (``_seen_logits``).
+several turned and mirrored views, as many as fit in the work of one look at a megapixel
+(``_VIEW_PIXELS``), and the answers averaged (``_seen_logits``).
 
 The defect pixels are filled by pull-push interpolation (a Gaussian pyramid of the undamaged
 pixels, normalised by their weight), in tiles round the defects only, and each moves
@@ -35,9 +35,10 @@ from coloi.backend import native_stderr_silenced
 from coloi.models import find_model
 from coloi.steps import Option, PreprocessStep
 
-_WORK_PIXELS = 1_000_000  # the largest photo the network sees; larger ones are shrunk
+_WORK_PIXELS = 750_000  # the largest photo the network sees; larger ones are shrunk
+_VIEW_PIXELS = 1_000_000  # the detector's work on a smaller photo, in pixels of all views
 _NET_WIDTH = 8  # the widest defect, in the network's pixels, it was trained to find
-_LOGIT = 0.0  # a pixel is a defect above this logit (at strength 1)...
+_LOGIT = 0.5  # a pixel is a defect above this logit (at strength 1)...
 _SEED_LOGIT = 2.0  # ...in a connected piece that somewhere reaches this one
 _TILE = 128  # fill tiles, in pixels
 _SIDES = (5, 11, 19)  # top-hat squares: they keep structures up to 2, 5 and 9 pixels wide
@@ -120,12 +121,12 @@ def _unview(logits: np.ndarray, view: int) -> np.ndarray:
 
 def _seen_logits(grey: np.ndarray) -> np.ndarray:
     """The detector's logits for ``grey`` at the network's working size: the mean over as
-    many of the photo's eight turned and mirrored views as fit in the work of one look at a
-    photo of _WORK_PIXELS (a large scan gets one look, a photo of up to an eighth of that
-    gets all eight). The network is not quite the same in every direction, and the mean of
-    its answers misses fewer defects and takes less of the photo's own detail for one
-    (measured with bench/repair_dev.py)."""
-    views = int(np.clip(_WORK_PIXELS // max(grey.size, 1), 1, 8))
+    many of the photo's eight turned and mirrored views as fit in _VIEW_PIXELS of work (a
+    large scan gets one look, a photo of up to an eighth of a megapixel all eight). The
+    network is not quite the same in every direction, and the mean of its answers misses
+    fewer defects and takes less of the photo's own detail for one (measured with
+    bench/repair_dev.py)."""
+    views = int(np.clip(_VIEW_PIXELS // max(grey.size, 1), 1, 8))
     if views == 1:
         return _logits(grey)
     # The mirrored views first: they keep the shape, so LiteRT resizes its tensors less often.
@@ -134,7 +135,7 @@ def _seen_logits(grey: np.ndarray) -> np.ndarray:
 
 
 def working_scale(shape: tuple[int, ...], size: int) -> float:
-    """How many of the photo's pixels make one of the network's: 1 up to about a megapixel,
+    """How many of the photo's pixels make one of the network's: 1 up to _WORK_PIXELS,
     more for larger scans, and at least ``size`` / 8 when the largest defect width is set."""
     scale = max(1.0, float(np.sqrt(shape[0] * shape[1] / _WORK_PIXELS)))
     if size > 0:
@@ -285,8 +286,8 @@ class Repair(PreprocessStep):
     size = Option(
         int,
         0,
-        "largest defect width in pixels; 0 = automatic (8 pixels at up to about a "
-        "megapixel, in proportion on larger scans)",
+        "largest defect width in pixels; 0 = automatic (8 pixels at up to about "
+        "0.75 megapixels, in proportion on larger scans)",
         minimum=0,
         maximum=64,
     )
