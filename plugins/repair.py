@@ -1,8 +1,8 @@
 """The ``repair`` preprocess step: find scratches, cracks, hairs, dust and small blotches on
 an old print's scan and fill them from their surroundings.
 
-Detection is a small fully convolutional network (``models/repair.tflite``, int8, listed with
-its sha256 in ``models/manifest.json``) run on the LiteRT interpreter. It was trained by
+Detection is a small fully convolutional network (``models/repair.tflite``, float32, listed
+with its sha256 in ``models/manifest.json``) run on the LiteRT interpreter. It was trained by
 bench/train_repair.py on grey copies of the training photos damaged by the development
 generator (tests/damage.py), to mark every pixel the damage changed by more than 2 L*. It is
 given the grey level and cheap top-hat / black-hat responses at three widths (``features``),
@@ -11,11 +11,14 @@ a speck of dust from the photo's own thin detail (hair, branches, wires, text).
 
 The network finds defects up to about 8 of its pixels wide. A large scan is shrunk for it (to
 ``_WORK_PIXELS``, or further when the largest defect width asks for it) and its answer is
-stretched back; the fill always runs at full resolution.
+stretched back; the fill always runs at full resolution. A smaller photo is looked at in
+several turned and mirrored views, as many as fit in the work of one look at a megapixel
+(``_VIEW_PIXELS``), and the answers averaged (``_seen_logits``).
 
 The defect pixels are filled by pull-push interpolation (a Gaussian pyramid of the undamaged
-pixels, normalised by their weight), in tiles round the defects only. Only those pixels
-change, so a 16-bit scan keeps its precision everywhere else.
+pixels, normalised by their weight), in tiles round the defects only, and each moves
+towards the fill as far as the detector's odds that it is a defect. Only those pixels change,
+so a 16-bit scan keeps its precision everywhere else.
 """
 
 from __future__ import annotations
@@ -32,10 +35,11 @@ from coloi.backend import native_stderr_silenced
 from coloi.models import find_model
 from coloi.steps import Option, PreprocessStep
 
-_WORK_PIXELS = 1_000_000  # the largest photo the network sees; larger ones are shrunk
+_WORK_PIXELS = 750_000  # the largest photo the network sees; larger ones are shrunk
+_VIEW_PIXELS = 1_000_000  # the detector's work on a smaller photo, in pixels of all views
 _NET_WIDTH = 8  # the widest defect, in the network's pixels, it was trained to find
-_LOGIT = 0.0  # a pixel is a defect above this logit (at strength 1)...
-_SEED_LOGIT = 1.5  # ...in a connected piece that somewhere reaches this one
+_LOGIT = 0.5  # a pixel is a defect above this logit (at strength 1)...
+_SEED_LOGIT = 2.0  # ...in a connected piece that somewhere reaches this one
 _TILE = 128  # fill tiles, in pixels
 _SIDES = (5, 11, 19)  # top-hat squares: they keep structures up to 2, 5 and 9 pixels wide
 FEATURES = 1 + 2 * len(_SIDES)
@@ -93,8 +97,45 @@ def _logits(grey: np.ndarray) -> np.ndarray:
     return out[0, :height, :width, 0].copy()
 
 
+def _view(grey: np.ndarray, view: int) -> np.ndarray:
+    """One of the eight ways to turn and mirror a photo (0 = as it is)."""
+    if view & 4:
+        grey = grey.T
+    if view & 1:
+        grey = grey[:, ::-1]
+    if view & 2:
+        grey = grey[::-1]
+    return np.ascontiguousarray(grey)
+
+
+def _unview(logits: np.ndarray, view: int) -> np.ndarray:
+    """``_view`` undone."""
+    if view & 2:
+        logits = logits[::-1]
+    if view & 1:
+        logits = logits[:, ::-1]
+    if view & 4:
+        logits = logits.T
+    return logits
+
+
+def _seen_logits(grey: np.ndarray) -> np.ndarray:
+    """The detector's logits for ``grey`` at the network's working size: the mean over as
+    many of the photo's eight turned and mirrored views as fit in _VIEW_PIXELS of work (a
+    large scan gets one look, a photo of up to an eighth of a megapixel all eight). The
+    network is not quite the same in every direction, and the mean of its answers misses
+    fewer defects and takes less of the photo's own detail for one (measured with
+    bench/repair_dev.py)."""
+    views = int(np.clip(_VIEW_PIXELS // max(grey.size, 1), 1, 8))
+    if views == 1:
+        return _logits(grey)
+    # The mirrored views first: they keep the shape, so LiteRT resizes its tensors less often.
+    total = sum(_unview(_logits(_view(grey, view)), view) for view in range(views))
+    return np.asarray(total, np.float32) / np.float32(views)
+
+
 def working_scale(shape: tuple[int, ...], size: int) -> float:
-    """How many of the photo's pixels make one of the network's: 1 up to about a megapixel,
+    """How many of the photo's pixels make one of the network's: 1 up to _WORK_PIXELS,
     more for larger scans, and at least ``size`` / 8 when the largest defect width is set."""
     scale = max(1.0, float(np.sqrt(shape[0] * shape[1] / _WORK_PIXELS)))
     if size > 0:
@@ -118,7 +159,7 @@ def _shrunk(grey: np.ndarray, size: int) -> np.ndarray:
 
 def defect_logits(grey: np.ndarray, size: int = 0) -> np.ndarray:
     """The detector's logit per pixel of ``grey`` (H, W) float32 in [0, 1], at full size."""
-    logits = _logits(_shrunk(grey, size))
+    logits = _seen_logits(_shrunk(grey, size))
     if logits.shape == grey.shape:
         return logits
     return cv2.resize(logits, grey.shape[::-1], interpolation=cv2.INTER_LINEAR)
@@ -143,17 +184,26 @@ def _hysteresis(logits: np.ndarray, low: float, high: float) -> np.ndarray:
     return np.where(keep[labels], logits, np.float32(low - 10.0))
 
 
+def _found(grey: np.ndarray, size: int, strength: float) -> tuple[np.ndarray, float]:
+    """The detector's logits at full size, shifted by the strength, where a pixel is found to
+    be a defect, and far below 0 elsewhere; and the found pixels' lowest logit."""
+    # Strength 1 keeps pixels at _LOGIT or better in pieces that somewhere reach _SEED_LOGIT;
+    # strength 2 doubles every pixel's odds of being a defect, and so on.
+    shift = float(np.log(strength))
+    seen = _seen_logits(_shrunk(grey, size))
+    kept = _hysteresis(seen, _LOGIT - shift, _SEED_LOGIT - shift)
+    if kept.shape != grey.shape:
+        kept = cv2.resize(kept, grey.shape[::-1], interpolation=cv2.INTER_LINEAR)
+    if shift:
+        kept += np.float32(shift)
+    return kept, _LOGIT
+
+
 def defect_mask(grey: np.ndarray, size: int = 0, strength: float = 1.0) -> np.ndarray:
     """uint8 mask (255 = defect) of the scratches, cracks, hairs and dust of a grey photo,
     (H, W) float32 in [0, 1]. ``size`` is the largest defect width in pixels (0 = automatic);
     a higher ``strength`` finds fainter defects."""
-    # Strength 1 keeps pixels with even odds or better of being a defect in pieces that are
-    # somewhere at odds of 1:_SEED_LOGIT's exp; strength 2 halves both odds, and so on.
-    shift = float(np.log(strength))
-    low = _LOGIT - shift
-    kept = _hysteresis(_logits(_shrunk(grey, size)), low, _SEED_LOGIT - shift)
-    if kept.shape != grey.shape:
-        kept = cv2.resize(kept, grey.shape[::-1], interpolation=cv2.INTER_LINEAR)
+    kept, low = _found(grey, size, strength)
     return _above(kept, low)
 
 
@@ -179,10 +229,15 @@ def _pull_push(grey: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return cv2.pyrUp(filled, dstsize=(width, height))
 
 
-def fill(grey: np.ndarray, mask: np.ndarray) -> np.ndarray:
+def fill(grey: np.ndarray, mask: np.ndarray, logits: np.ndarray | None = None) -> np.ndarray:
     """``grey`` with the pixels under ``mask`` (non-zero) replaced by a smooth interpolation
     of the pixels around them; other pixels are unchanged. Only tiles that hold defects are
-    worked on, each with a margin of its own size, so a scan with a few scratches costs little."""
+    worked on, each with a margin of its own size, so a scan with a few scratches costs little.
+
+    Given the detector's ``logits``, each pixel under the mask moves only as far towards the
+    fill as the odds that it is a defect (sigmoid of its logit): the guess with the least
+    expected square error when those odds are true, the fill where the detector is sure and
+    halfway where it is in two minds."""
     out = grey.copy()
     height, width = grey.shape
     rows, cols = -(-height // _TILE), -(-width // _TILE)
@@ -202,7 +257,11 @@ def fill(grey: np.ndarray, mask: np.ndarray) -> np.ndarray:
         y0, y1 = max(0, (top - 1) * _TILE), min(height, (top + high + 1) * _TILE)
         x0, x1 = max(0, (left - 1) * _TILE), min(width, (left + wide + 1) * _TILE)
         part_mask = mask[y0:y1, x0:x1]
-        part = _pull_push(np.ascontiguousarray(grey[y0:y1, x0:x1]), part_mask)
+        original = np.ascontiguousarray(grey[y0:y1, x0:x1])
+        part = _pull_push(original, part_mask)
+        if logits is not None:
+            odds = 1.0 / (1.0 + np.exp(-logits[y0:y1, x0:x1]))
+            part = original + odds * (part - original)
         np.copyto(out[y0:y1, x0:x1], part, where=part_mask > 0)
     return out
 
@@ -227,14 +286,15 @@ class Repair(PreprocessStep):
     size = Option(
         int,
         0,
-        "largest defect width in pixels; 0 = automatic (8 pixels at up to about a "
-        "megapixel, in proportion on larger scans)",
+        "largest defect width in pixels; 0 = automatic (8 pixels at up to about "
+        "0.75 megapixels, in proportion on larger scans)",
         minimum=0,
         maximum=64,
     )
 
     def process(self, grey: np.ndarray) -> np.ndarray:
-        mask = defect_mask(grey, self.size, self.strength)
+        logits, low = _found(grey, self.size, self.strength)
+        mask = _above(logits, low)
         if not cv2.countNonZero(mask):
             return grey
-        return fill(grey, mask)
+        return fill(grey, mask, logits)

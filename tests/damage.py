@@ -5,11 +5,13 @@ to train ``repair``'s detector (bench/train_repair.py).
 each uniformly bright or dark, antialiased and slightly blurred.
 
 ``old_print_damage`` is the varied one the detector is trained on: cracks that wander and
-branch, wavy and curling hairs, long scratches, clusters of ragged dust, blotches and stains,
-each 1 to 8 pixels wide (changing along its length), bright (the paper shows through, a
-white scratch) or dark (dirt, a hair), from faint to opaque, sharp or blurred, on photos with
-or without grain. The benchmark (bench/repair_bench.py) measures ``repair`` with a different
-generator of its own, so the detector is never measured on the shapes it was trained on.
+branch, patches of fine cracks, wavy and curling hairs, long scratches, scuffs of parallel
+fine scratches, folds, clusters of ragged dust, round and oval specks, blotches and stains,
+each 1 to 10 pixels wide (changing along its length), bright (the paper shows through, a
+white scratch) or dark (dirt, a hair), from faint to opaque, sharp or blurred (a few far out
+of focus), on photos with or without grain. The benchmark (bench/repair_bench.py) measures
+``repair`` with a different generator of its own, so the detector is never measured on the
+shapes it was trained on.
 """
 
 from __future__ import annotations
@@ -161,12 +163,70 @@ def _blotch(canvas: Canvas, rng: np.random.Generator) -> None:
     cv2.fillPoly(canvas, [np.round(polygon * 8).astype(np.int32)], 1.0, cv2.LINE_AA, shift=3)
 
 
+def _speck(canvas: Canvas, rng: np.random.Generator) -> None:
+    """A single round or oval speck of dust or a pinhole, 1 to 10 pixels across."""
+    height, wide = canvas.shape
+    middle = rng.uniform((0, 0), (wide, height))
+    axes = np.array([rng.uniform(0.5, 5.0), 0.0])
+    axes[1] = axes[0] * rng.uniform(0.4, 1.0)
+    cv2.ellipse(
+        canvas,
+        tuple(int(v) for v in np.round(middle * 8)),
+        tuple(int(v) for v in np.round(axes * 8)),
+        rng.uniform(0, 180),
+        0,
+        360,
+        1.0,
+        -1,
+        cv2.LINE_AA,
+        shift=3,
+    )
+
+
+def _crease(canvas: Canvas, rng: np.random.Generator) -> None:
+    """A fold across the print: long, nearly straight, 2 to 6 pixels wide, often soft."""
+    height, wide = canvas.shape
+    start = rng.uniform((0, 0), (wide, height))
+    points = _walk(rng, start, rng.uniform(0, 2 * np.pi), int(rng.integers(20, 60)), 0.03)
+    widths = np.clip(rng.uniform(2, 6) * np.exp(rng.normal(0, 0.2, len(points) - 1)), 1, 8)
+    _polyline(canvas, points, widths)
+
+
+def _craquelure(canvas: Canvas, rng: np.random.Generator) -> None:
+    """A patch of fine cracks close together, as on a dried, bent emulsion."""
+    height, wide = canvas.shape
+    centre = rng.uniform((0, 0), (wide, height))
+    for _ in range(int(rng.integers(3, 9))):
+        start = centre + rng.normal(0, rng.uniform(5, 30), 2)
+        points = _walk(rng, start, rng.uniform(0, 2 * np.pi), int(rng.integers(3, 12)), 0.4)
+        _polyline(canvas, points, np.clip(rng.normal(1.3, 0.4, len(points) - 1), 1, 3))
+
+
+def _scuff(canvas: Canvas, rng: np.random.Generator) -> None:
+    """A scuff: a few fine scratches side by side, as from one rub."""
+    height, wide = canvas.shape
+    start = rng.uniform((0, 0), (wide, height))
+    angle = rng.uniform(0, np.pi)
+    along = np.array([np.cos(angle), np.sin(angle)])
+    across = np.array([-along[1], along[0]])
+    length = rng.uniform(15, 90)
+    for _ in range(int(rng.integers(2, 6))):
+        offset = start + across * rng.uniform(-8, 8) + along * rng.uniform(-5, 5)
+        t = np.linspace(0, 1, 8)[:, None]
+        points = offset + t * length * rng.uniform(0.5, 1.0) * along
+        _polyline(canvas, points, np.ones(len(points) - 1))
+
+
 _KINDS: tuple[tuple[Shape, float], ...] = (
     (_crack, 1.0),
     (_hair, 0.8),
     (_scratch, 0.6),
-    (_dust, 1.4),
+    (_dust, 1.2),
     (_blotch, 0.7),
+    (_speck, 0.8),
+    (_crease, 0.3),
+    (_craquelure, 0.4),
+    (_scuff, 0.3),
 )
 
 
@@ -192,7 +252,8 @@ def old_print_damage(
         if rng.random() < 0.4:  # ragged edges and uneven density along the defect
             noise = cv2.GaussianBlur(rng.random(clean.shape).astype(np.float32), (0, 0), 1.5)
             canvas *= np.clip((noise - noise.mean()) * 8 + 0.8, 0.2, 1.0)
-        blur = rng.uniform(0.0, 1.3)
+        # Mostly sharp to softly blurred; some far out of focus (a scan of a copy print).
+        blur = rng.uniform(0.0, 1.3) if rng.random() < 0.85 else rng.uniform(1.3, 2.2)
         if blur > 0.25:
             canvas = cv2.GaussianBlur(canvas, (0, 0), blur)
         roll = rng.random()

