@@ -26,17 +26,13 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+from repair_bench import DEFECT_LSTAR, HARM_LSTAR, psnr  # noqa: E402  (the same measures)
 
 from coloi.color import lightness  # noqa: E402
 from coloi_plugins import repair  # noqa: E402
 from tests.damage import old_print_damage  # noqa: E402
-
-DEFECT_LSTAR = 2.0
-HARM_LSTAR = 5.0
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    return float(10 * np.log10(100.0**2 / max(float(np.mean((a - b) ** 2)), 1e-10)))
 
 
 def use_model(path: Path) -> None:

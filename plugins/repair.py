@@ -184,9 +184,9 @@ def _hysteresis(logits: np.ndarray, low: float, high: float) -> np.ndarray:
     return np.where(keep[labels], logits, np.float32(low - 10.0))
 
 
-def _found(grey: np.ndarray, size: int, strength: float) -> tuple[np.ndarray, float]:
+def _found(grey: np.ndarray, size: int, strength: float) -> np.ndarray:
     """The detector's logits at full size, shifted by the strength, where a pixel is found to
-    be a defect, and far below 0 elsewhere; and the found pixels' lowest logit."""
+    be a defect (at _LOGIT or above), and far below _LOGIT elsewhere."""
     # Strength 1 keeps pixels at _LOGIT or better in pieces that somewhere reach _SEED_LOGIT;
     # strength 2 doubles every pixel's odds of being a defect, and so on.
     shift = float(np.log(strength))
@@ -196,15 +196,14 @@ def _found(grey: np.ndarray, size: int, strength: float) -> tuple[np.ndarray, fl
         kept = cv2.resize(kept, grey.shape[::-1], interpolation=cv2.INTER_LINEAR)
     if shift:
         kept += np.float32(shift)
-    return kept, _LOGIT
+    return kept
 
 
 def defect_mask(grey: np.ndarray, size: int = 0, strength: float = 1.0) -> np.ndarray:
     """uint8 mask (255 = defect) of the scratches, cracks, hairs and dust of a grey photo,
     (H, W) float32 in [0, 1]. ``size`` is the largest defect width in pixels (0 = automatic);
     a higher ``strength`` finds fainter defects."""
-    kept, low = _found(grey, size, strength)
-    return _above(kept, low)
+    return _above(_found(grey, size, strength), _LOGIT)
 
 
 def _pull_push(grey: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -293,8 +292,8 @@ class Repair(PreprocessStep):
     )
 
     def process(self, grey: np.ndarray) -> np.ndarray:
-        logits, low = _found(grey, self.size, self.strength)
-        mask = _above(logits, low)
+        logits = _found(grey, self.size, self.strength)
+        mask = _above(logits, _LOGIT)
         if not cv2.countNonZero(mask):
             return grey
         return fill(grey, mask, logits)
