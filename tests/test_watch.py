@@ -246,16 +246,56 @@ def test_photos_failed_by_a_broken_model_are_done_after_the_fix(tmp_path: Path) 
         write_photo(watched / f"p{i}.png", seed=i)
     (watched / "bad.png").write_bytes(b"not a picture")
 
-    daemon = start_daemon(watched, out, "--model-dir", str(broken))
+    # Walks every second: the failed photos are neither redone at once nor taken for photos
+    # that file events missed (which turned the daemon to polling and retried every photo
+    # at every walk).
+    daemon = start_daemon(watched, out, "--model-dir", str(broken), "--rescan", "1")
     wait_for(lambda: (out / JOURNAL).exists() and (out / JOURNAL).read_text().count("bad.png"))
-    time.sleep(1.0)
+    time.sleep(2.5)
     log = stop(daemon)
-    assert log.count("failed p") == 3 and outputs(out) == []
+    assert log.count("failed p") == 3 and outputs(out) == [], log
+    assert "missed" not in log and "polling" not in log, log
 
     log = stop_after_outputs(start_daemon(watched, out), out, 3)
     assert outputs(out) == ["p0.png", "p1.png", "p2.png"]
     assert "failed bad.png" not in log  # the photo's own fault is remembered: not retried
     assert "0 already done, 1 bad and unchanged" in log, log
+
+
+def test_a_photo_failed_for_a_reason_not_its_own_is_tried_again_after_a_growing_wait(
+    tmp_path: Path,
+) -> None:
+    """The running daemon tries such a photo again (the model may have been mended) after
+    RETRY_FIRST seconds, then after twice as long; a changed photo is done at once."""
+    from coloi.journal import Journal, Signature
+    from coloi.watch.settle import RETRY_FIRST, Settler
+
+    watched = tmp_path / "in"
+    watched.mkdir()
+    photo = watched / "a.png"
+    write_photo(photo)
+    os.utime(photo, (time.time() - 60, time.time() - 60))  # quiet: a walk may take it
+    journal = Journal(tmp_path / JOURNAL)
+    settler = Settler(watched, journal, settle=0.0, count=lambda _: None)
+    signature = Signature.of_stat(photo.stat())
+    journal.record("a.png", signature, "retry")
+
+    def walk(now: float) -> bool:
+        """Whether a walk at ``now`` marks the photo; it is never a photo events missed."""
+        assert settler.mark_unsettled(now) == []
+        return settler.pending.pop(photo, None) is not None
+
+    assert not walk(0.0)
+    assert not walk(RETRY_FIRST - 1)
+    assert walk(RETRY_FIRST + 1)
+    journal.record("a.png", signature, "retry")  # failed again: the wait doubles
+    assert not walk(RETRY_FIRST + 1 + 2 * RETRY_FIRST - 1)
+    assert walk(RETRY_FIRST + 1 + 2 * RETRY_FIRST + 1)
+    journal.record("a.png", signature, "retry")
+    photo.write_bytes(photo.read_bytes() + b"\0")  # changed: done at the next walk
+    os.utime(photo, (time.time() - 60, time.time() - 60))
+    assert settler.mark_unsettled(400.0) == [photo]
+    journal.close()
 
 
 def stop_after_outputs(daemon: subprocess.Popen[str], out: Path, count: int) -> str:

@@ -231,7 +231,9 @@ class Watcher:
                         self._heartbeat(notifier)  # a long burst must not starve the watchdog
                     source = self._check_hearing(source, deaths, time.monotonic())
                     self._heartbeat(notifier)
-                    self.stopping.wait(0.2)
+                    # Not stopping.wait(): the signal handler sets the Event, and would wait
+                    # forever for its lock if the signal came while this thread held it.
+                    time.sleep(0.2)
                 self.worker.finish()  # the photos already colourised are written out
                 notifier.notify(stopping=1, status=self.counts.status())
                 log.info("stopping: %s", self.counts.status())

@@ -17,6 +17,10 @@ from coloi.errors import shown
 from coloi.journal import Journal, Signature
 
 log = logging.getLogger("coloi")
+# A photo that failed for a reason not its own (a broken model or plugin, memory, a timeout
+# under load) is tried again by a restart, or by the running daemon after a wait that doubles
+# from the first to the longest, so that a broken model does not redo every photo at every walk.
+RETRY_FIRST, RETRY_LONGEST = 60.0, 3600.0
 
 
 @dataclass
@@ -40,6 +44,7 @@ class Settler:
         self.root, self.journal, self.settle = root, journal, settle
         self.count, self.in_flight = count, in_flight
         self.pending: dict[Path, _Pending] = {}
+        self._retries: dict[str, tuple[Signature, float, float]] = {}  # (version, due, wait)
 
     def escapes(self, path: Path) -> str | None:
         """Why ``path`` must not be read: it leads (through a link, itself or a folder on the
@@ -90,11 +95,33 @@ class Settler:
                 self.count("skipped" if settled.result == "done" else "known_bad")
             if path in self.pending or settled is not None or self.in_flight(relative) == signature:
                 continue
+            if not backlog and self._waits_to_retry(path, relative, signature, now):
+                continue
             if time.time() - max(stat.st_mtime, stat.st_ctime) < quiet_for:
                 continue
             missed.append(path)
             self.mark(path, now)
         return missed
+
+    def _waits_to_retry(self, path: Path, relative: str, signature: Signature, now: float) -> bool:
+        """Whether this version of the photo failed in this run for a reason not its own and
+        its next try is not yet due. A try that is due is marked here: it is not a photo that
+        file events missed."""
+        entry = self.journal.entries.get(relative)
+        if entry is None or entry.result != "retry" or not entry.signature.matches(signature):
+            self._retries.pop(relative, None)
+            return False
+        known = self._retries.get(relative)
+        if known is None or known[0] != signature:
+            self._retries[relative] = (signature, now + RETRY_FIRST, RETRY_FIRST)
+            return True
+        _, due, wait = known
+        if now < due:
+            return True
+        wait = min(2 * wait, RETRY_LONGEST)
+        self._retries[relative] = (signature, now + wait, wait)
+        self.mark(path, now)
+        return True
 
     def ready(self, now: float) -> list[tuple[Path, Signature]]:
         """Pending photos that have been stable for ``settle`` seconds, oldest first."""
