@@ -60,7 +60,8 @@ def start_daemon(
             ],
             stderr=subprocess.PIPE,
             text=True,
-            env=env,
+            # Every thread's stack goes to stderr on SIGABRT: see stop().
+            env={**(os.environ if env is None else env), "PYTHONFAULTHANDLER": "1"},
         )
     )
     return STARTED[-1]
@@ -85,7 +86,12 @@ def outputs(out: Path) -> list[str]:
 
 def stop(daemon: subprocess.Popen[str]) -> str:
     daemon.send_signal(signal.SIGTERM)
-    _, log = daemon.communicate(timeout=30)
+    try:
+        _, log = daemon.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        daemon.send_signal(signal.SIGABRT)  # where it is stuck, for the failure's message
+        _, log = daemon.communicate(timeout=30)
+        raise AssertionError(f"the daemon did not stop within 30 s of SIGTERM:\n{log}") from None
     assert daemon.returncode == 0, log
     return log
 
