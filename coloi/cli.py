@@ -721,6 +721,14 @@ def train(
             "decoder (less overfitting on few photos).",
         ),
     ] = False,
+    tune_encoder: Annotated[
+        bool,
+        typer.Option(
+            "--tune-encoder",
+            help="Train the ImageNet encoder's weights too, its batch norm kept as loaded "
+            "(fine-tuning, e.g. from --init-weights at a low learning rate).",
+        ),
+    ] = False,
     weight_decay: Annotated[
         float, typer.Option(min=0.0, help="Decoupled weight decay (AdamW); 0 is plain Adam.")
     ] = 0.0,
@@ -767,6 +775,8 @@ def train(
 
     if encoder not in ENCODERS:
         fail(f"--encoder {encoder}: choose one of {', '.join(ENCODERS)}")
+    if freeze_encoder and tune_encoder:
+        fail("--freeze-encoder and --tune-encoder: choose one")
     from coloi.training.train import train as train_run
 
     config = TrainConfig(
@@ -787,6 +797,7 @@ def train(
         min_crop=min_crop,
         time_budget_min=time_budget,
         freeze_encoder=freeze_encoder,
+        tune_encoder=tune_encoder,
         weight_decay=weight_decay,
     )
     train_run(run_dir, None if resume else config, resume, say=typer.echo)

@@ -117,3 +117,37 @@ def test_train_resume_export_and_use(cli, tmp_path: Path, photos: Path) -> None:
 def test_resume_without_checkpoint_is_refused(cli, tmp_path: Path, photos: Path) -> None:
     result = cli("train", photos, tmp_path / "nothing", "--resume")
     assert result.exit_code == 1 and "no checkpoint" in result.stderr
+
+
+def test_tune_encoder_trains_its_weights_and_keeps_its_batch_norm(
+    cli, tmp_path: Path, photos: Path
+) -> None:
+    import keras
+    import numpy as np
+
+    from coloi.training.network import RebalancedBinLoss
+
+    common = ["--size", "64", "--batch-size", "4", "--width", "8", "--epochs", "1"]
+    refused = cli("train", photos, tmp_path / "both", "--tune-encoder", "--freeze-encoder", *common)
+    assert refused.exit_code == 1 and "choose one" in refused.stderr
+
+    trained = {}
+    for mode in ("--tune-encoder", "--learning-rate=1e-3"):
+        run = tmp_path / mode.strip("-").split("=")[0]
+        result = cli("train", photos, run, mode, *common)
+        assert result.exit_code == 0, result.stdout + result.stderr
+        model = keras.saving.load_model(
+            run / "checkpoint.keras", custom_objects={"RebalancedBinLoss": RebalancedBinLoss}
+        )
+        encoder = next(layer for layer in model.layers if isinstance(layer, keras.Model))
+        norms = [
+            layer for layer in encoder.layers if isinstance(layer, keras.layers.BatchNormalization)
+        ]
+        assert norms
+        # Without pretrained weights the statistics start at mean 0, variance 1.
+        trained[mode] = all(
+            np.array_equal(layer.moving_mean.numpy(), np.zeros_like(layer.moving_mean.numpy()))
+            for layer in norms
+        )
+        assert encoder.trainable_weights  # the convolutions learn in both modes
+    assert trained == {"--tune-encoder": True, "--learning-rate=1e-3": False}

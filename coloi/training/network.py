@@ -10,6 +10,7 @@ quantisation; the smooth upsampling to full resolution is done by the pipeline.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -131,21 +132,36 @@ def _conv(x: Any, filters: int, name: str, dilation: int = 1) -> Any:
     return layers.ReLU(name=f"{name}_relu")(x)
 
 
+def _batch_norms(model: keras.Model) -> Iterator[layers.BatchNormalization]:
+    for layer in model.layers:
+        if isinstance(layer, layers.BatchNormalization):
+            yield layer
+        elif isinstance(layer, keras.Model):
+            yield from _batch_norms(layer)
+
+
 def build_network(
     num_bins: int,
     pretrained: Path | None = None,
     width: int = 96,
     encoder: str = "mobilenet",
     trainable_encoder: bool = True,
+    tune_encoder: bool = False,
 ) -> keras.Model:
     """The logits network: L* (B, H, W, 1) in [0, 100] -> bin logits (B, H/4, W/4, bins).
 
     H and W must be multiples of 32. ``encoder`` is one of :data:`encoders.ENCODERS`; with
-    ``trainable_encoder`` False its weights (and batch-norm statistics) stay as loaded.
+    ``trainable_encoder`` False its weights (and batch-norm statistics) stay as loaded. With
+    ``tune_encoder`` its weights learn but its batch-norm layers stay as loaded and run in
+    inference mode: fine-tuning a pretrained encoder, whose statistics a batch of grey crops
+    would otherwise pull away from those its weights were learnt with.
     """
     lightness = keras.Input((None, None, 1), name="lightness")
     scale, features = encoders.grey_encoder(encoder, pretrained)
     features.trainable = trainable_encoder
+    if tune_encoder:
+        for layer in _batch_norms(features):
+            layer.trainable = False  # Keras runs a frozen batch norm in inference mode
     quarter, eighth, sixteenth, bottom = features(scale(lightness))
 
     y = layers.UpSampling2D(2, interpolation="nearest", name="up16")(bottom)

@@ -45,6 +45,9 @@ class TrainConfig:
     # A frozen ImageNet encoder (batch norm in inference mode too) keeps its general features
     # instead of memorising a small training set; only the decoder learns.
     freeze_encoder: bool = False
+    # Fine-tuning: the encoder's weights learn (at the run's low learning rate) while its batch
+    # norm keeps the ImageNet statistics.
+    tune_encoder: bool = False
     weight_decay: float = 0.0
 
 
@@ -250,6 +253,7 @@ def train(
             config.width,
             config.encoder,
             trainable_encoder=not config.freeze_encoder,
+            tune_encoder=config.tune_encoder,
         )
         if config.init_weights:  # start from another run's weights (same bins and width)
             model.load_weights(config.init_weights)
