@@ -131,7 +131,7 @@ def test_tune_encoder_trains_its_weights_and_keeps_its_batch_norm(
     refused = cli("train", photos, tmp_path / "both", "--tune-encoder", "--freeze-encoder", *common)
     assert refused.exit_code == 1 and "choose one" in refused.stderr
 
-    trained = {}
+    statistics_kept = {}
     for mode in ("--tune-encoder", "--learning-rate=1e-3"):
         run = tmp_path / mode.strip("-").split("=")[0]
         result = cli("train", photos, run, mode, *common)
@@ -145,9 +145,9 @@ def test_tune_encoder_trains_its_weights_and_keeps_its_batch_norm(
         ]
         assert norms
         # Without pretrained weights the statistics start at mean 0, variance 1.
-        trained[mode] = all(
+        statistics_kept[mode] = all(
             np.array_equal(layer.moving_mean.numpy(), np.zeros_like(layer.moving_mean.numpy()))
             for layer in norms
         )
-        assert encoder.trainable_weights  # the convolutions learn in both modes
-    assert trained == {"--tune-encoder": True, "--learning-rate=1e-3": False}
+        assert encoder.trainable_weights  # its convolutions are trained in both modes
+    assert statistics_kept == {"--tune-encoder": True, "--learning-rate=1e-3": False}
