@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, ".")  # run from the repository
 from coloi.training.data import photo_files
 
 BENCH = ("bsds500", "bsd100", "set5", "set14", "urban100", "t91", "sunhays80", "camvid")
@@ -19,7 +18,8 @@ folder, pack, out = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
 files = photo_files(folder)
 with np.load(pack) as z:
     data, offsets, side = z["data"], z["offsets"], z["side"]
-assert len(offsets) == len(files) + 1, (len(offsets), len(files))
+if len(offsets) != len(files) + 1:
+    sys.exit(f"{pack}: {len(offsets) - 1} photos, but {folder} has {len(files)}: not its pack")
 keep = [i for i, f in enumerate(files) if not f.name.startswith(BENCH)]
 blobs = [data[offsets[i] : offsets[i + 1]] for i in keep]
 new = np.cumsum([0] + [len(b) for b in blobs])
